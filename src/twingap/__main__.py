@@ -1,0 +1,5 @@
+"""``python -m twingap`` runs the CLI."""
+
+from twingap.cli import entry
+
+entry()

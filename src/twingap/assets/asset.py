@@ -1,0 +1,214 @@
+"""The :class:`Asset`: a textured triangle mesh of one object (a digital twin).
+
+Vertices are in metres, in the object's pose frame (for YCB objects: the YCB-Video model
+frame, so that YCB-Video / BOP poses apply directly). UVs follow the OBJ convention
+(``u`` right, ``v`` up; texture row = ``(1 - v) * H``). Vertices on texture seams are
+duplicated (same position, different UV), so code that perturbs geometry must do it as a
+function of position (or of the merged vertex) or the seams crack open.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from twingap.errors import TwingapError
+from twingap.io import sha256_arrays
+
+#: Albedo used for a mesh that has neither a texture nor a configured fallback (mid grey).
+DEFAULT_FALLBACK_RGB = (128, 128, 128)
+
+
+@dataclass(frozen=True, eq=False)
+class Asset:
+    """A textured mesh.
+
+    Attributes:
+        name: Object name, e.g. ``"011_banana"``.
+        vertices: (V, 3) float64 positions in metres (object pose frame).
+        faces: (F, 3) int64 vertex indices, counter-clockwise seen from outside.
+        uvs: (V, 2) float64 texture coordinates in [0, 1] (OBJ convention).
+        texture: (H, W, 3) uint8 sRGB albedo. A mesh without a texture carries a 1x1 texture
+            of its fallback colour and all-zero UVs (see :func:`uniform_texture`).
+        textured: False when ``texture`` is a uniform fallback rather than a real texture map.
+        metadata: Free-form JSON-serialisable provenance (source file, applied conditions).
+    """
+
+    name: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    uvs: np.ndarray
+    texture: np.ndarray
+    textured: bool = True
+    metadata: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        v, f, uv, tex = self.vertices, self.faces, self.uvs, self.texture
+        if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
+            raise TwingapError(f"asset {self.name!r}: vertices must be (V,3) with V>0, got {v.shape}")
+        if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+            raise TwingapError(f"asset {self.name!r}: faces must be (F,3) with F>0, got {f.shape}")
+        if uv.shape != (len(v), 2):
+            raise TwingapError(f"asset {self.name!r}: uvs must be (V,2), got {uv.shape}")
+        if tex.ndim != 3 or tex.shape[2] != 3 or tex.dtype != np.uint8:
+            raise TwingapError(f"asset {self.name!r}: texture must be (H,W,3) uint8")
+        if f.min() < 0 or f.max() >= len(v):
+            raise TwingapError(f"asset {self.name!r}: face indices out of range")
+        for arr in (v, f, uv, tex):
+            arr.setflags(write=False)
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 over geometry, UVs and texture (not name or metadata)."""
+        return sha256_arrays(self.vertices, self.faces, self.uvs, self.texture)
+
+    @property
+    def bbox_diagonal(self) -> float:
+        """Length of the axis-aligned bounding-box diagonal, metres."""
+        return float(np.linalg.norm(self.vertices.max(0) - self.vertices.min(0)))
+
+    def replace(self, **changes: object) -> Asset:
+        """Return a copy with some fields replaced (arrays are not copied)."""
+        return replace(self, **changes)
+
+    def to_trimesh(self):  # noqa: ANN201 - trimesh is imported lazily
+        """Return a ``trimesh.Trimesh`` with a textured visual (for export and queries)."""
+        import trimesh
+        from PIL import Image
+
+        material = trimesh.visual.material.SimpleMaterial(image=Image.fromarray(self.texture))
+        visual = trimesh.visual.TextureVisuals(uv=self.uvs, image=None, material=material)
+        return trimesh.Trimesh(self.vertices, self.faces, visual=visual, process=False)
+
+
+def uniform_texture(rgb: tuple[int, int, int]) -> np.ndarray:
+    """Return a (1, 1, 3) uint8 texture of one colour (the untextured-mesh fallback)."""
+    return np.asarray(rgb, dtype=np.uint8).reshape(1, 1, 3)
+
+
+def asset_from_trimesh(mesh, name: str, fallback_rgb=None, metadata=None) -> Asset:  # noqa: ANN001
+    """Build an :class:`Asset` from a loaded ``trimesh.Trimesh``.
+
+    Meshes without UVs or texture image get a uniform texture of ``fallback_rgb``
+    (default :data:`DEFAULT_FALLBACK_RGB`) and zero UVs.
+    """
+    import trimesh
+
+    verts = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    uv = None
+    image = None
+    visual = getattr(mesh, "visual", None)
+    if isinstance(visual, trimesh.visual.TextureVisuals) and visual.uv is not None:
+        uv = np.asarray(visual.uv, dtype=np.float64)
+        mat = visual.material
+        image = getattr(mat, "baseColorTexture", None) or getattr(mat, "image", None)
+    if uv is not None and image is not None and len(uv) == len(verts):
+        texture = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        textured = True
+    else:
+        texture = uniform_texture(tuple(fallback_rgb or DEFAULT_FALLBACK_RGB))
+        uv = np.zeros((len(verts), 2))
+        textured = False
+    return Asset(name, verts, faces, uv, np.ascontiguousarray(texture), textured, dict(metadata or {}))
+
+
+def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None) -> Asset:  # noqa: ANN001
+    """Load an OBJ(+MTL+PNG), PLY or GLB/glTF file as an Asset (units must be metres).
+
+    Raises:
+        TwingapError: If the file is missing, unreadable, empty, or obviously in millimetres
+            (bounding-box diagonal above 10 m: no YCB-like object is that large).
+    """
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise TwingapError("mesh file not found", path)
+    try:
+        loaded = trimesh.load(path, process=False)
+    except Exception as exc:  # trimesh raises many types for bad files
+        raise TwingapError(f"unreadable mesh ({exc})", path) from exc
+    if isinstance(loaded, trimesh.Scene):
+        geoms = [g for g in loaded.geometry.values() if isinstance(g, trimesh.Trimesh)]
+        if not geoms:
+            raise TwingapError("no triangle mesh in file", path)
+        loaded = geoms[0] if len(geoms) == 1 else trimesh.util.concatenate(geoms)
+    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
+        raise TwingapError("empty mesh (no faces)", path)
+    asset = asset_from_trimesh(loaded, name or path.stem, fallback_rgb, {"source": str(path)})
+    if asset.bbox_diagonal > 10.0:
+        raise TwingapError(
+            f"mesh looks like millimetres (bbox diagonal {asset.bbox_diagonal:.1f}); "
+            "twingap expects metres: scale it by 0.001",
+            path,
+        )
+    return asset
+
+
+class ModelLibrary:
+    """A folder of object models plus ``models_info.json`` (the sample's layout).
+
+    ``models_info.json`` maps a model name to ``{"file", "obj_id", "g16k_to_ycbv_mm",
+    "fallback_rgb"}``. :meth:`load` returns the asset translated into the pose frame
+    (``p_pose = p_file + offset``), so YCB-Video / BOP poses apply to it directly.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        info_path = self.root / "models_info.json"
+        if not info_path.is_file():
+            raise TwingapError("model library has no models_info.json", self.root)
+        self.info: dict[str, dict] = json.loads(info_path.read_text())
+        self._cache: dict[str, Asset] = {}
+
+    @property
+    def names(self) -> list[str]:
+        """Model names, sorted."""
+        return sorted(self.info)
+
+    def obj_id(self, name: str) -> int:
+        """Class id of a model."""
+        return int(self.info[name]["obj_id"])
+
+    def name_of(self, obj_id: int) -> str:
+        """Model name of a class id.
+
+        Raises:
+            TwingapError: If no model has this id.
+        """
+        for name, entry in self.info.items():
+            if int(entry["obj_id"]) == int(obj_id):
+                return name
+        raise TwingapError(f"no model for object id {obj_id}", self.root)
+
+    def load(self, name: str) -> Asset:
+        """Load a model (cached) in its pose frame.
+
+        Raises:
+            TwingapError: If the model is unknown or its file is unreadable.
+        """
+        if name not in self.info:
+            raise TwingapError(f"unknown model {name!r} (have: {', '.join(self.names)})", self.root)
+        if name not in self._cache:
+            entry = self.info[name]
+            asset = load_mesh_file(self.root / entry["file"], name, entry.get("fallback_rgb"))
+            offset = np.asarray(entry.get("g16k_to_ycbv_mm", (0, 0, 0)), dtype=np.float64) / 1000
+            meta = {**asset.metadata, "obj_id": int(entry["obj_id"]), "offset_m": offset.tolist()}
+            self._cache[name] = asset.replace(
+                vertices=asset.vertices + offset, metadata=meta
+            )
+        return self._cache[name]
+
+
+def default_sample_root() -> Path:
+    """Return the repository's ``data/sample`` folder (or ``$TWINGAP_SAMPLE``)."""
+    import os
+
+    env = os.environ.get("TWINGAP_SAMPLE")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "data" / "sample"
