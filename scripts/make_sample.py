@@ -62,8 +62,8 @@ def main() -> None:
             "textured": textured,
             "texture_px": TEX if textured else None,
             "fallback_rgb": None if textured else list(FALLBACK[name]),
-            "num_vertices": int(len(mesh.vertices)),
-            "num_faces": int(len(mesh.faces)),
+            "num_vertices": len(mesh.vertices),
+            "num_faces": len(mesh.faces),
         }
         print(name, len(mesh.vertices), len(mesh.faces), textured)
     (models_dst / "models_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

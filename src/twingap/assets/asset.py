@@ -74,7 +74,7 @@ class Asset:
         """Return a copy with some fields replaced (arrays are not copied)."""
         return replace(self, **changes)
 
-    def to_trimesh(self):  # noqa: ANN201 - trimesh is imported lazily
+    def to_trimesh(self):
         """Return a ``trimesh.Trimesh`` with a textured visual (for export and queries)."""
         import trimesh
         from PIL import Image
@@ -89,7 +89,7 @@ def uniform_texture(rgb: tuple[int, int, int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8).reshape(1, 1, 3)
 
 
-def asset_from_trimesh(mesh, name: str, fallback_rgb=None, metadata=None) -> Asset:  # noqa: ANN001
+def asset_from_trimesh(mesh, name: str, fallback_rgb=None, metadata=None) -> Asset:
     """Build an :class:`Asset` from a loaded ``trimesh.Trimesh``.
 
     Meshes without UVs or texture image get a uniform texture of ``fallback_rgb``
@@ -116,7 +116,7 @@ def asset_from_trimesh(mesh, name: str, fallback_rgb=None, metadata=None) -> Ass
     return Asset(name, verts, faces, uv, np.ascontiguousarray(texture), textured, dict(metadata or {}))
 
 
-def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None) -> Asset:  # noqa: ANN001
+def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None) -> Asset:
     """Load an OBJ(+MTL+PNG), PLY or GLB/glTF file as an Asset (units must be metres).
 
     Raises:

@@ -54,7 +54,7 @@ class Frame:
     @property
     def num_instances(self) -> int:
         """Number of annotated object instances."""
-        return int(len(self.obj_ids))
+        return len(self.obj_ids)
 
     def load_rgb(self) -> np.ndarray:
         """Read the colour image as an (H, W, 3) uint8 RGB array.
