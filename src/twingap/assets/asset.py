@@ -198,9 +198,7 @@ class ModelLibrary:
             asset = load_mesh_file(self.root / entry["file"], name, entry.get("fallback_rgb"))
             offset = np.asarray(entry.get("g16k_to_ycbv_mm", (0, 0, 0)), dtype=np.float64) / 1000
             meta = {**asset.metadata, "obj_id": int(entry["obj_id"]), "offset_m": offset.tolist()}
-            self._cache[name] = asset.replace(
-                vertices=asset.vertices + offset, metadata=meta
-            )
+            self._cache[name] = asset.replace(vertices=asset.vertices + offset, metadata=meta)
         return self._cache[name]
 
 

@@ -6,7 +6,9 @@ import typer
 
 from twingap.cli import app
 
-data_app = typer.Typer(help="Read real annotated frames; write COCO ground truth and BOP.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Read real annotated frames; write COCO ground truth and BOP.", no_args_is_help=True
+)
 app.add_typer(data_app, name="data")
 
 

@@ -105,9 +105,10 @@ class ObjectSpec:
 
 @dataclass
 class LightSpec:
-    """A light. ``kind`` is ``"directional"`` (``direction`` = world direction the light
-    travels) or ``"point"`` (``position`` in world, metres). ``color`` is linear RGB,
-    multiplied by ``intensity``.
+    """A light.
+
+    ``kind`` is ``"directional"`` (``direction`` = world direction the light travels) or
+    ``"point"`` (``position`` in world, metres). ``color`` is linear RGB, times ``intensity``.
     """
 
     kind: str = "directional"
@@ -185,8 +186,10 @@ class SceneSpec:
                 scene_id=str(d["scene_id"]),
                 camera=CameraSpec(**cam),
                 objects=[ObjectSpec(**o) for o in d["objects"]],
-                lights=[LightSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in li.items()})
-                        for li in d.get("lights", [])],
+                lights=[
+                    LightSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in li.items()})
+                    for li in d.get("lights", [])
+                ],
                 ambient=float(d.get("ambient", 0.3)),
                 background=BackgroundSpec(**d.get("background", {})),
                 response=ResponseSpec(**d.get("response", {})),
