@@ -1,20 +1,104 @@
-"""``twingap data ...``: real frames in, COCO / BOP out (placeholder until the readers land)."""
+"""``twingap data ...``: read real annotated frames; write COCO ground truth and BOP."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from twingap.cli import app
 
 data_app = typer.Typer(
-    help="Read real annotated frames; write COCO ground truth and BOP.", no_args_is_help=True
+    help="Read real annotated frames (YCB-Video or BOP layout); write COCO ground truth and BOP.",
+    no_args_is_help=True,
 )
 app.add_typer(data_app, name="data")
 
+_LAYOUT_HELP = "Input layout: auto (detect), ycbv (NNNN/NNNNNN-meta.mat) or bop (<scene>/scene_gt.json)."
+
 
 @data_app.command("info")
-def info() -> None:
-    """Print the sample data location."""
-    from twingap.assets.asset import default_sample_root
+def info(
+    root: Annotated[
+        Path | None, typer.Argument(help="Dataset folder; default: print the sample data location.")
+    ] = None,
+    layout: Annotated[str, typer.Option(help=_LAYOUT_HELP)] = "auto",
+) -> None:
+    """Print the sample data location, or a summary of a dataset folder."""
+    if root is None:
+        from twingap.assets.asset import default_sample_root
 
-    typer.echo(str(default_sample_root()))
+        typer.echo(str(default_sample_root()))
+        return
+    from collections import Counter
+
+    from twingap.assets.ycb import class_name
+    from twingap.data.loader import detect_layout, load_frames
+
+    found = detect_layout(root) if layout == "auto" else layout
+    frames = load_frames(root, layout=found, load_depth=False)  # type: ignore[arg-type]
+    counts = Counter(int(i) for f in frames for i in f.obj_ids)
+    typer.echo(
+        f"{root}: layout {found}, {len(frames)} frames in {len({f.scene_id for f in frames})} scenes, "
+        f"{sum(counts.values())} instances of {len(counts)} objects"
+    )
+    for cid, n in sorted(counts.items()):
+        typer.echo(f"  {cid:3d} {class_name(cid):<24s} {n}")
+
+
+@data_app.command("convert")
+def convert(
+    root: Annotated[Path, typer.Argument(help="Input dataset folder.")],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Output folder (scene folders are written inside).")
+    ],
+    to: Annotated[str, typer.Option("--to", help="Output format; only 'bop' (scenewise) for now.")] = "bop",
+    layout: Annotated[str, typer.Option(help=_LAYOUT_HELP)] = "auto",
+    depth_scale: Annotated[
+        float,
+        typer.Option(
+            help="Millimetres per depth unit in the written uint16 PNGs (0.1 keeps YCB-Video depth lossless)."
+        ),
+    ] = 0.1,
+    overwrite: Annotated[bool, typer.Option(help="Replace scene folders that already exist.")] = False,
+) -> None:
+    """Convert annotated frames to the BOP scenewise layout (millimetres, mask_visib, depth_scale)."""
+    from twingap.data.bop import write_bop
+    from twingap.data.loader import load_frames
+    from twingap.errors import TwingapError
+
+    if to != "bop":
+        raise TwingapError(f"unknown output format {to!r} (only 'bop')")
+    frames = load_frames(root, layout=layout, load_depth=True)  # type: ignore[arg-type]
+    scenes = write_bop(frames, out, depth_scale=depth_scale, overwrite=overwrite, progress=True)
+    typer.echo(f"wrote {len(frames)} frames in {len(scenes)} BOP scenes to {out}")
+
+
+@data_app.command("coco")
+def coco(
+    root: Annotated[Path, typer.Argument(help="Input dataset folder (YCB-Video or BOP layout).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output COCO ground-truth JSON file.")],
+    layout: Annotated[str, typer.Option(help=_LAYOUT_HELP)] = "auto",
+    min_visible_px: Annotated[
+        int,
+        typer.Option(
+            help="Instances with fewer visible pixels are marked iscrowd=1/ignore=1 "
+            "(neither a miss nor a false positive in COCO evaluation)."
+        ),
+    ] = 100,
+) -> None:
+    """Write COCO ground truth: one image per frame, one annotation per instance (visible-mask RLE)."""
+    from twingap.data.coco import frames_to_coco
+    from twingap.data.loader import load_frames
+    from twingap.io import write_json_atomic
+
+    frames = load_frames(root, layout=layout, load_depth=False)  # type: ignore[arg-type]
+    gt = frames_to_coco(frames, image_root=root, min_visible_px=min_visible_px)
+    gt["info"]["root"] = Path(root).as_posix()
+    write_json_atomic(out, gt, indent=None)
+    n_crowd = sum(a["iscrowd"] for a in gt["annotations"])
+    typer.echo(
+        f"wrote {out}: {len(gt['images'])} images, {len(gt['annotations'])} instances "
+        f"({n_crowd} ignored as smaller than {min_visible_px} px)"
+    )
