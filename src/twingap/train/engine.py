@@ -1,0 +1,396 @@
+"""The training loop: seeded, checkpointed, resumable, with cached frozen-body features.
+
+Randomness is keyed, not streamed: step ``i`` reseeds torch from (seed, i) and draws its data
+order from an epoch permutation keyed by (seed, epoch), and each augmentation comes from a
+generator keyed by (seed, image, variant) or (seed, step, slot). So a resumed run needs only
+the step counter, the weights, the optimiser and the EMA to continue bit-identically, and two
+runs with the same seed on datasets of the same length see the same head initialisation, the
+same order and the same augmentations (common random numbers): only their data differs.
+
+Run folder (``run_dir``):
+    ``config.json``, ``meta.json`` (seed, versions, dataset hash, label map, timings),
+    ``checkpoint.pt`` (latest; atomic), ``model_final.pt`` (final, EMA weights when enabled),
+    ``train_log.csv`` (losses per step).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import platform
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from twingap.errors import TwingapError
+from twingap.io import atomic_path, read_json, write_json_atomic, write_text_atomic
+from twingap.train.config import PRESETS, TrainConfig
+from twingap.train.data import (
+    AugParams,
+    TrainSet,
+    apply_geometry_masks,
+    apply_image,
+    dataset_hash,
+    draw_aug,
+    load_train_set,
+    masks_to_target,
+)
+from twingap.train.model import build_model
+
+LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+_STREAM_AUG, _STREAM_ORDER, _STREAM_STEP, _STREAM_VARIANT = 1, 2, 3, 4
+
+
+def _key(seed: int, *parts: int) -> int:
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA if available else CPU; ``"cuda"`` without a GPU raises TwingapError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TwingapError("device cuda requested but no CUDA GPU is available (use --device cpu)")
+    return torch.device(name)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that determine a training result."""
+    import torchvision
+
+    import twingap
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": np.__version__,
+        "twingap": twingap.__version__,
+    }
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of step ``step`` (0-based): linear warm-up, then cosine or step decay."""
+    if step < cfg.warmup_iters:
+        alpha = step / max(1, cfg.warmup_iters)
+        return cfg.lr * (cfg.warmup_factor * (1 - alpha) + alpha)
+    if cfg.schedule == "cosine":
+        t = (step - cfg.warmup_iters) / max(1, cfg.iterations - cfg.warmup_iters)
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+    factor = 1.0
+    for m in (0.7, 0.9):
+        if step >= m * cfg.iterations:
+            factor *= 0.1
+    return cfg.lr * factor
+
+
+class _Sampler:
+    """Keyed data order: the entries of epoch ``e`` are a permutation keyed by (seed, e)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+        self._epoch, self._perm = -1, np.arange(0)
+
+    def batch(self, step: int, size: int) -> list[int]:
+        out = []
+        for pos in range(step * size, (step + 1) * size):
+            epoch, i = divmod(pos, self.n)
+            if epoch != self._epoch:
+                self._epoch = epoch
+                self._perm = np.random.default_rng(_key(self.seed, _STREAM_ORDER, epoch)).permutation(self.n)
+            out.append(int(self._perm[i]))
+        return out
+
+
+def _aug(cfg: TrainConfig, rng: np.random.Generator) -> AugParams:
+    return draw_aug(rng, cfg.hflip, cfg.crop_min, cfg.color_jitter, cfg.hue_jitter)
+
+
+def _to_target(ds: TrainSet, idx: int, p: AugParams, cfg: TrainConfig, device: torch.device) -> dict:
+    masks = apply_geometry_masks(ds.masks[idx], p) if not p.is_identity else ds.masks[idx]
+    t = masks_to_target(masks, ds.labels[idx], cfg.min_visible_px)
+    return {k: torch.from_numpy(v).to(device) for k, v in t.items()}
+
+
+def _image_tensor(img: np.ndarray, p: AugParams, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(apply_image(img, p)).permute(2, 0, 1).contiguous().to(device)
+
+
+class _FeatureCache:
+    """Frozen-body features per (image, variant), stored in float16 to halve memory."""
+
+    def __init__(self, model, ds: TrainSet, cfg: TrainConfig, device: torch.device, progress: bool) -> None:
+        self.params: list[AugParams] = []
+        self.feats: list[OrderedDict[str, torch.Tensor]] = []
+        self.index: list[tuple[int, int]] = []
+        body, transform = model.backbone.body, model.transform
+        body.eval()
+        total = len(ds) * cfg.aug_variants
+        with torch.no_grad(), _progress(progress, total, "caching features") as bar:
+            for i in range(len(ds)):
+                for v in range(cfg.aug_variants):
+                    p = AugParams() if v == 0 else _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_VARIANT, i, v)))
+                    x = _image_tensor(ds.images[i], p, device)
+                    il, _ = transform([x])
+                    f = body(il.tensors)
+                    self.feats.append(OrderedDict((k, t[0].to(torch.float16)) for k, t in f.items()))
+                    self.params.append(p)
+                    self.index.append((i, v))
+                    bar(1)
+        self.padded = tuple(il.tensors.shape[-2:])
+        self.image_hw = (cfg.image_size[1], cfg.image_size[0])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+class _progress:
+    """A rich progress bar (or nothing), used as ``with _progress(...) as advance:``."""
+
+    def __init__(self, enabled: bool, total: int, label: str, start: int = 0) -> None:
+        self.enabled, self.total, self.label, self.start = enabled, total, label, start
+        self._bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n=1, **kw: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            transient=False,
+        )
+        self._bar.__enter__()
+        task = self._bar.add_task(self.label, total=self.total, completed=self.start, info="")
+
+        def advance(n: int = 1, **fields: Any) -> None:
+            info = "  ".join(f"{k} {v}" for k, v in fields.items())
+            self._bar.update(task, advance=n, info=info)
+
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _cached_losses(model, cache: _FeatureCache, entries: list[int], targets: list[dict]) -> dict:
+    from torchvision.models.detection.image_list import ImageList
+
+    feats = OrderedDict(
+        (k, torch.stack([cache.feats[e][k] for e in entries]).float()) for k in cache.feats[entries[0]]
+    )
+    feats = model.backbone.fpn(feats)
+    b = len(entries)
+    h, w = cache.padded
+    sizes = [cache.image_hw] * b
+    images = ImageList(feats["0"].new_zeros(1, 1, 1, 1).expand(b, 3, h, w), sizes)
+    proposals, rpn_losses = model.rpn(images, feats, targets)
+    _, roi_losses = model.roi_heads(feats, proposals, images.image_sizes, targets)
+    return {**rpn_losses, **roi_losses}
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TwingapError("run folder path exists and is not a folder", run_dir)
+    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise TwingapError("run folder is not empty (use --resume to continue it, or a new folder)", run_dir)
+
+
+def train(
+    dataset_dir: str | Path,
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train a Mask R-CNN on a COCO dataset folder; returns the final weights' path.
+
+    Args:
+        dataset_dir: Folder with ``coco.json`` (category ids = YCB-Video class ids) and images.
+        run_dir: Output folder (created; must be empty unless ``resume``).
+        config: Training configuration (default: the ``quick`` preset).
+        resume: Continue from ``run_dir/checkpoint.pt`` (and return at once if finished). A
+            resumed run ends with the same weights, bit for bit, as an uninterrupted one on
+            the same machine and thread count.
+        progress: Show a rich progress bar with loss and images/s.
+
+    Returns:
+        Path of ``run_dir/model_final.pt``.
+
+    Raises:
+        TwingapError: On invalid datasets, a non-empty run folder without ``resume``, a resume
+            whose config or dataset differs from the checkpoint's, or an unavailable device.
+    """
+    cfg = (config or PRESETS["quick"]).validate()
+    dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
+    final = run_dir / "model_final.pt"
+    _check_run_dir(run_dir, resume)
+    if resume and final.is_file():
+        return final
+    t_start = time.perf_counter()
+    ds = load_train_set(dataset_dir, cfg.image_size)
+    d_hash = dataset_hash(dataset_dir)
+    device = resolve_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+
+    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt = None
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt["config"] != cfg.to_dict():
+            raise TwingapError("config differs from the checkpoint's; resume with the same config", ckpt_path)
+        if ckpt["dataset_hash"] != d_hash:
+            raise TwingapError("dataset changed since the checkpoint was written", dataset_dir)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "config.json", cfg.to_dict())
+    meta = {
+        "seed": cfg.seed,
+        "versions": package_versions(),
+        "dataset": str(dataset_dir.resolve()),
+        "dataset_hash": d_hash,
+        "num_images": len(ds),
+        "num_instances": int(sum(len(x) for x in ds.labels)),
+        "label_map": {str(k): v for k, v in ds.label_to_cat.items()},
+        "category_names": {str(k): v for k, v in ds.cat_names.items()},
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "finished": False,
+    }
+    write_json_atomic(run_dir / "meta.json", meta)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, ds.num_classes).to(device)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    ema: dict[str, torch.Tensor] | None = None
+    ema_begin = int(cfg.ema_start * cfg.iterations)
+    log_rows: list[dict[str, float]] = []
+    start = 0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optim.load_state_dict(ckpt["optimizer"])
+        ema = ckpt["ema"]
+        log_rows = ckpt["log"]
+        start = ckpt["step"]
+
+    t_cache = time.perf_counter()
+    cache = None
+    if cfg.uses_cache:
+        cache = _FeatureCache(model, ds, cfg, device, progress)
+        model.backbone.body.eval()
+    t_cache = time.perf_counter() - t_cache
+    sampler = _Sampler(len(cache) if cache is not None else len(ds), cfg.seed)
+
+    t_loop = time.perf_counter()
+    with _progress(progress, cfg.iterations, "training", start=start) as advance:
+        for step in range(start, cfg.iterations):
+            t0 = time.perf_counter()
+            torch.manual_seed(_key(cfg.seed, _STREAM_STEP, step))
+            lr = lr_at(cfg, step)
+            for g in optim.param_groups:
+                g["lr"] = lr
+            entries = sampler.batch(step, cfg.batch_size)
+            if cache is not None:
+                targets = [_to_target(ds, cache.index[e][0], cache.params[e], cfg, device) for e in entries]
+                losses = _cached_losses(model, cache, entries, targets)
+            else:
+                images, targets = [], []
+                for slot, i in enumerate(entries):
+                    p = _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_AUG, step, slot)))
+                    images.append(_image_tensor(ds.images[i], p, device))
+                    targets.append(_to_target(ds, i, p, cfg, device))
+                losses = model(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise TwingapError(f"training diverged at step {step} (loss {loss.item()}); lower the lr")
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            if cfg.ema_decay > 0 and step >= ema_begin:
+                with torch.no_grad():
+                    cur = dict(model.named_parameters())
+                    if ema is None:
+                        ema = {n: cur[n].detach().clone() for n in names}
+                    else:
+                        for n in names:
+                            ema[n].mul_(cfg.ema_decay).add_(cur[n].detach(), alpha=1 - cfg.ema_decay)
+            dt = time.perf_counter() - t0
+            row = {"step": step, "lr": lr, "loss": float(loss.detach()), "seconds": dt}
+            row.update({k: float(losses[k].detach()) for k in LOSS_KEYS if k in losses})
+            log_rows.append(row)
+            advance(1, loss=f"{float(loss.detach()):.3f}", img_s=f"{cfg.batch_size / dt:.1f}")
+            done = step + 1
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
+                _save_checkpoint(ckpt_path, model, optim, ema, log_rows, done, cfg, d_hash)
+    t_loop = time.perf_counter() - t_loop
+
+    state = model.state_dict()
+    if ema is not None:
+        state = OrderedDict(state)
+        for n in names:
+            state[n] = ema[n].clone()
+    _write_log(run_dir / "train_log.csv", log_rows)
+    with atomic_path(final) as tmp:
+        torch.save({"model": state, "config": cfg.to_dict(), "label_map": ds.label_to_cat}, tmp)
+    meta.update(
+        finished=True,
+        seconds_total=round(time.perf_counter() - t_start, 3),
+        seconds_cache=round(t_cache, 3),
+        seconds_loop=round(t_loop, 3),
+        steps_this_session=cfg.iterations - start,
+    )
+    write_json_atomic(run_dir / "meta.json", meta)
+    return final
+
+
+def _save_checkpoint(path: Path, model, optim, ema, log_rows, step: int, cfg: TrainConfig, d_hash: str) -> None:
+    payload = {
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optim.state_dict(),
+        "ema": ema,
+        "log": log_rows,
+        "config": cfg.to_dict(),
+        "dataset_hash": d_hash,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
+    keys = ["step", "lr", "loss", *LOSS_KEYS, "seconds"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) else r.get(k, "")) for k in keys})
+    write_text_atomic(path, buf.getvalue())
+
+
+def read_run(run_dir: str | Path) -> tuple[TrainConfig, dict[str, Any], dict[int, int]]:
+    """Load a finished run's config, meta and label map (model label -> YCB-Video id).
+
+    Raises:
+        TwingapError: If the run folder is missing or has no final weights.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "model_final.pt").is_file():
+        raise TwingapError("not a finished training run (model_final.pt missing)", run_dir)
+    cfg = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    meta = read_json(run_dir / "meta.json")
+    label_map = {int(k): int(v) for k, v in meta["label_map"].items()}
+    return cfg, meta, label_map
