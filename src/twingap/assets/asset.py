@@ -128,6 +128,8 @@ def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None)
     path = Path(path)
     if not path.is_file():
         raise TwingapError("mesh file not found", path)
+    if path.suffix.lower() == ".obj":
+        _check_obj_references(path)
     try:
         loaded = trimesh.load(path, process=False)
     except Exception as exc:  # trimesh raises many types for bad files
@@ -147,6 +149,25 @@ def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None)
             path,
         )
     return asset
+
+
+def _check_obj_references(path: Path) -> None:
+    """Raise if an OBJ names a material library or texture map that does not exist.
+
+    (trimesh silently drops a missing texture, which would turn a textured asset grey.)
+    """
+    with open(path, encoding="utf-8", errors="replace") as f:
+        mtllibs = [line.split(None, 1)[1].strip() for line in f if line.startswith("mtllib ")]
+    for lib in mtllibs:
+        mtl = path.parent / lib
+        if not mtl.is_file():
+            raise TwingapError(f"material file {lib!r} named by the OBJ is missing", path)
+        for line in mtl.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split()
+            if parts and parts[0] == "map_Kd" and len(parts) > 1:
+                tex = mtl.parent / parts[-1]
+                if not tex.is_file():
+                    raise TwingapError(f"texture file {parts[-1]!r} named by {lib!r} is missing", path)
 
 
 class ModelLibrary:
