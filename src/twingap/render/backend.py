@@ -1,0 +1,83 @@
+"""The renderer protocol shared by all backends, and :func:`get_renderer`.
+
+A renderer draws one :class:`~twingap.render.scene.SceneSpec` with the given assets and
+returns a :class:`RenderResult`. Conventions (every backend):
+
+* ``rgb``: (H, W, 3) uint8 sRGB after the scene's camera response
+  (:mod:`twingap.render.response`).
+* ``depth``: (H, W) float32 planar depth (OpenCV camera z) in metres; 0 where nothing was hit.
+  The background mesh, if any, is a real surface and has depth; a colour/image background has 0.
+* ``instance_ids``: (H, W) int32; 0 = background (including a background mesh),
+  ``i + 1`` = ``scene.objects[i]``. Exact (no anti-aliasing): one sample at the pixel centre.
+
+Pixel ``(u, v)`` (column, row) is the OpenCV pixel whose centre projects at
+``u = fx * x / z + cx``, ``v = fy * y / z + cy``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from twingap.assets.asset import Asset
+from twingap.errors import TwingapError
+from twingap.render.scene import SceneSpec
+
+#: Key under which a caller may pass a ready background :class:`Asset` (world coordinates) in the
+#: ``assets`` dict instead of ``BackgroundSpec.path`` (used when ``background.kind == "mesh"``).
+BACKGROUND_ASSET_KEY = "__background__"
+
+BACKENDS = ("raster",)
+
+
+@dataclass
+class RenderResult:
+    """What a renderer returns for one scene.
+
+    Attributes:
+        rgb: (H, W, 3) uint8 sRGB image.
+        depth: (H, W) float32 planar depth in metres (camera z), 0 = nothing.
+        instance_ids: (H, W) int32 instance map (0 = background, i+1 = scene.objects[i]).
+        linear: Optional (H, W, 3) float32 linear radiance of the lit surfaces (objects and
+            lit background mesh) before the camera response, not pre-multiplied; only filled
+            when asked for (twin calibration fits the response on it).
+        coverage: Optional (H, W) float32 anti-aliased coverage of ``linear`` in [0, 1].
+    """
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    instance_ids: np.ndarray
+    linear: np.ndarray | None = None
+    coverage: np.ndarray | None = None
+
+    def mask(self, i: int) -> np.ndarray:
+        """(H, W) bool visible mask of ``scene.objects[i]``."""
+        return self.instance_ids == i + 1
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    """Anything with ``render(scene, assets) -> RenderResult``."""
+
+    def render(self, scene: SceneSpec, assets: dict[str, Asset]) -> RenderResult:
+        """Render ``scene``; ``assets`` maps ``ObjectSpec.model`` names to assets."""
+        ...
+
+
+def get_renderer(name: str = "raster", **kwargs: object) -> Renderer:
+    """Return a renderer backend by name.
+
+    Args:
+        name: ``"raster"`` (moderngl on headless EGL; llvmpipe on CPU).
+        **kwargs: Passed to the backend's constructor (e.g. ``width``, ``height``).
+
+    Raises:
+        TwingapError: If the backend is unknown.
+    """
+    if name == "raster":
+        from twingap.render.raster import RasterRenderer
+
+        return RasterRenderer(**kwargs)  # type: ignore[arg-type]
+    raise TwingapError(f"unknown render backend {name!r} (have: {', '.join(BACKENDS)})")

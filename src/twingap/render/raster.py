@@ -1,0 +1,558 @@
+"""Fast raster backend: OpenGL 3.3+ through moderngl on a headless EGL context (llvmpipe on CPU).
+
+One :class:`RasterRenderer` owns one GL context and reuses it for every scene. Each asset's
+vertex buffer and mip-mapped texture are uploaded once and cached by ``Asset.content_hash``.
+
+Per scene three passes run:
+
+1. **ids + depth** (1 sample per pixel, no anti-aliasing): ``R32I`` instance ids and ``R32F``
+   planar depth (camera z written by the fragment shader, perspective-correct, so it is exact
+   and not read back from the non-linear z-buffer).
+2. **colour** (4x MSAA): linear radiance of lit surfaces (textured albedo, sRGB -> linear by
+   the GL sRGB texture format, Lambert from the scene's lights plus ``scene.ambient``, optional
+   weak Blinn-Phong) and, on a second attachment, the pass-through colour of an unlit
+   background mesh (photo textures already contain the lighting and the camera response).
+   Back faces are drawn and shaded with the flipped normal (holes show the inside).
+3. **composite** (1 sample): MSAA resolve, the camera response (:mod:`twingap.render.response`)
+   on the lit radiance, then over the background colour / image.
+
+Projection: the OpenCV pinhole ``u = fx x/z + s y/z + cx`` maps to window coordinates
+``u + 0.5`` (OpenGL samples pixel centres at ``i + 0.5``), and image rows increase with window
+y, so the read-back buffers are already in image row order (row 0 = top) with no flip.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from twingap.assets.asset import Asset, load_mesh_file
+from twingap.errors import TwingapError
+from twingap.render.backend import BACKGROUND_ASSET_KEY, RenderResult
+from twingap.render.response import MAX_TONE_TERMS, add_sensor_noise, check_response, color_matrix
+from twingap.render.response import tone_coefficients as _tone
+from twingap.render.scene import SceneSpec
+
+MAX_LIGHTS = 8
+MSAA_SAMPLES = 4
+_GL_SRGB8 = 0x8C41
+
+_VERT = """
+#version 330
+uniform mat4 u_proj;
+uniform mat4 u_cam_T_obj;
+uniform mat4 u_world_T_obj;
+in vec3 in_pos;
+in vec3 in_normal;
+in vec2 in_uv;
+out float v_zcam;
+out vec3 v_world;
+out vec3 v_normal;
+out vec2 v_uv;
+void main() {
+    vec4 pc = u_cam_T_obj * vec4(in_pos, 1.0);
+    v_zcam = pc.z;
+    v_world = (u_world_T_obj * vec4(in_pos, 1.0)).xyz;
+    v_normal = mat3(u_world_T_obj) * in_normal;
+    v_uv = vec2(in_uv.x, 1.0 - in_uv.y);
+    gl_Position = u_proj * pc;
+}
+"""
+
+_VERT_ID = """
+#version 330
+uniform mat4 u_proj;
+uniform mat4 u_cam_T_obj;
+in vec3 in_pos;
+out float v_zcam;
+void main() {
+    vec4 pc = u_cam_T_obj * vec4(in_pos, 1.0);
+    v_zcam = pc.z;
+    gl_Position = u_proj * pc;
+}
+"""
+
+_FRAG_ID = """
+#version 330
+uniform int u_id;
+in float v_zcam;
+layout(location = 0) out int out_id;
+layout(location = 1) out float out_z;
+void main() {
+    out_id = u_id;
+    out_z = v_zcam;
+}
+"""
+
+_FRAG_COLOR = f"""
+#version 330
+#define MAX_LIGHTS {MAX_LIGHTS}
+uniform sampler2D u_tex;
+uniform int u_unlit;
+uniform float u_ambient;
+uniform int u_nlights;
+uniform int u_ltype[MAX_LIGHTS];      // 0 directional, 1 point
+uniform vec3 u_lvec[MAX_LIGHTS];      // directional: unit vector towards the light; point: position
+uniform vec3 u_lrad[MAX_LIGHTS];      // colour * intensity (linear)
+uniform vec3 u_cam_pos;
+uniform float u_specular;
+uniform float u_shininess;
+in float v_zcam;
+in vec3 v_world;
+in vec3 v_normal;
+in vec2 v_uv;
+layout(location = 0) out vec4 out_lit;
+layout(location = 1) out vec4 out_pass;
+
+vec3 linear_to_srgb(vec3 c) {{
+    c = clamp(c, 0.0, 1.0);
+    return mix(12.92 * c, 1.055 * pow(c, vec3(1.0 / 2.4)) - 0.055, step(vec3(0.0031308), c));
+}}
+
+void main() {{
+    vec3 albedo = texture(u_tex, v_uv).rgb;   // sRGB texture: GL returns linear values
+    if (u_unlit != 0) {{
+        out_lit = vec4(0.0);
+        out_pass = vec4(linear_to_srgb(albedo), 1.0);
+        return;
+    }}
+    vec3 n = normalize(v_normal);
+    if (!gl_FrontFacing) n = -n;
+    vec3 view = normalize(u_cam_pos - v_world);
+    vec3 rad = vec3(u_ambient);
+    vec3 spec = vec3(0.0);
+    for (int i = 0; i < u_nlights; ++i) {{
+        vec3 l = u_lvec[i];
+        vec3 e = u_lrad[i];
+        if (u_ltype[i] == 1) {{
+            vec3 d = u_lvec[i] - v_world;
+            float d2 = max(dot(d, d), 1e-8);
+            l = d * inversesqrt(d2);
+            e = e / d2;
+        }}
+        float ndl = max(dot(n, l), 0.0);
+        rad += e * ndl;
+        if (u_specular > 0.0 && ndl > 0.0) {{
+            vec3 h = normalize(l + view);
+            spec += e * u_specular * pow(max(dot(n, h), 0.0), u_shininess);
+        }}
+    }}
+    out_lit = vec4(albedo * rad + spec, 1.0);
+    out_pass = vec4(0.0);
+}}
+"""
+
+_VERT_QUAD = """
+#version 330
+in vec2 in_pos;
+void main() { gl_Position = vec4(in_pos, 0.0, 1.0); }
+"""
+
+_FRAG_COMPOSITE = f"""
+#version 330
+uniform sampler2D u_lit;
+uniform sampler2D u_pass;
+uniform sampler2D u_bg;
+uniform int u_bg_image;
+uniform vec3 u_bg_color;       // sRGB in [0, 1]
+uniform mat3 u_cmat;
+uniform vec3 u_gain;           // exposure * white balance
+uniform float u_inv_gamma;
+uniform vec3 u_tone[{MAX_TONE_TERMS}];
+uniform int u_quantize;
+out vec4 out_color;
+
+vec3 response(vec3 lin) {{
+    vec3 x = max(u_gain * (u_cmat * lin), 0.0);
+    x = pow(x, vec3(u_inv_gamma));
+    vec3 y = vec3(0.0);
+    vec3 p = vec3(1.0);
+    for (int k = 0; k < {MAX_TONE_TERMS}; ++k) {{
+        p *= x;
+        y += u_tone[k] * p;
+    }}
+    return clamp(y, 0.0, 1.0);
+}}
+
+void main() {{
+    ivec2 px = ivec2(gl_FragCoord.xy);
+    vec4 lit = texelFetch(u_lit, px, 0);
+    vec4 pas = texelFetch(u_pass, px, 0);
+    vec3 bg = u_bg_image != 0 ? texelFetch(u_bg, px, 0).rgb : u_bg_color;
+    vec3 c = pas.rgb + max(1.0 - lit.a - pas.a, 0.0) * bg;
+    if (lit.a > 0.0) c += lit.a * response(lit.rgb / lit.a);
+    c = clamp(c, 0.0, 1.0);
+    if (u_quantize != 0) c = floor(c * 255.0 + 0.5) / 255.0;
+    out_color = vec4(c, 1.0);
+}}
+"""
+
+
+def opencv_projection(K: np.ndarray, width: int, height: int, znear: float, zfar: float) -> np.ndarray:
+    """OpenGL projection (4, 4) for an OpenCV camera, applied to OpenCV camera coordinates.
+
+    Maps ``(x, y, z)`` (z forward, metres) to clip space such that window coordinates are
+    ``(u + 0.5, v + 0.5)`` with ``(u, v)`` the OpenCV pixel coordinates (pixel centres at
+    integers), i.e. window rows run in image row order. NDC depth is -1 at ``znear`` and +1 at
+    ``zfar``.
+    """
+    fx, s, cx = K[0]
+    fy, cy = K[1, 1], K[1, 2]
+    w, h, n, f = float(width), float(height), float(znear), float(zfar)
+    return np.array(
+        [
+            [2 * fx / w, 2 * s / w, 2 * (cx + 0.5) / w - 1, 0],
+            [0, 2 * fy / h, 2 * (cy + 0.5) / h - 1, 0],
+            [0, 0, (f + n) / (f - n), -2 * f * n / (f - n)],
+            [0, 0, 1, 0],
+        ],
+        dtype=np.float64,
+    )
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) float32 area-weighted vertex normals, shared across seam duplicates.
+
+    Vertices at the same position (texture-seam duplicates) get the same normal, so seams do
+    not show as shading creases.
+    """
+    _, inverse = np.unique(np.round(vertices, 7), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    tri = vertices[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 * area
+    acc = np.zeros((int(inverse.max()) + 1, 3))
+    for k in range(3):
+        np.add.at(acc, inverse[faces[:, k]], fn)
+    n = acc[inverse]
+    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    n = np.where(norm > 0, n / np.maximum(norm, 1e-30), np.array([0.0, 0.0, 1.0]))
+    return n.astype(np.float32)
+
+
+@dataclass
+class _GpuMesh:
+    vbo: object
+    ibo: object
+    texture: object
+    vao_id: object
+    vao_color: object
+
+    def release(self) -> None:
+        for obj in (self.vao_id, self.vao_color, self.vbo, self.ibo, self.texture):
+            obj.release()
+
+
+class RasterRenderer:
+    """Headless OpenGL renderer (moderngl + EGL); implements the renderer protocol.
+
+    Args:
+        width: Default image width in pixels (a scene's camera size wins when it differs).
+        height: Default image height in pixels.
+        msaa: MSAA samples for the RGB image (1 disables anti-aliasing).
+        max_cached_assets: Number of uploaded assets kept on the GPU (least recently used
+            are released first).
+
+    Raises:
+        TwingapError: If no headless EGL OpenGL 3.3 context can be created.
+    """
+
+    def __init__(
+        self, width: int = 640, height: int = 480, msaa: int = MSAA_SAMPLES, max_cached_assets: int = 64
+    ) -> None:
+        import moderngl
+
+        try:
+            self.ctx = moderngl.create_context(standalone=True, backend="egl", require=330)
+        except Exception as exc:
+            raise TwingapError(f"cannot create a headless EGL OpenGL context ({exc})") from exc
+        self.width, self.height = int(width), int(height)
+        self.msaa = max(1, min(int(msaa), int(self.ctx.max_samples) or 1))
+        self.max_cached_assets = int(max_cached_assets)
+        ctx = self.ctx
+        self._prog_id = ctx.program(vertex_shader=_VERT_ID, fragment_shader=_FRAG_ID)
+        self._prog_color = ctx.program(vertex_shader=_VERT, fragment_shader=_FRAG_COLOR)
+        self._prog_comp = ctx.program(vertex_shader=_VERT_QUAD, fragment_shader=_FRAG_COMPOSITE)
+        self._prog_color["u_tex"].value = 0
+        self._prog_comp["u_lit"].value = 0
+        self._prog_comp["u_pass"].value = 1
+        self._prog_comp["u_bg"].value = 2
+        quad = np.array([-1, -1, 3, -1, -1, 3], dtype=np.float32)  # one full-screen triangle
+        self._quad_vbo = ctx.buffer(quad.tobytes())
+        self._quad_vao = ctx.vertex_array(self._prog_comp, [(self._quad_vbo, "2f", "in_pos")])
+        self._meshes: OrderedDict[str, _GpuMesh] = OrderedDict()
+        self._hashes: weakref.WeakKeyDictionary[Asset, str] = weakref.WeakKeyDictionary()
+        self._size: tuple[int, int] | None = None
+        self._bg_images: dict[tuple, object] = {}
+        self._bg_assets: dict[tuple, Asset] = {}
+        self._dummy_tex = ctx.texture((1, 1), 3, bytes(3))
+        self.ctx.front_face = "cw"  # window y runs down the image: outward CCW faces appear CW
+
+    # ------------------------------------------------------------------ resources
+    def _ensure_size(self, width: int, height: int) -> None:
+        if self._size == (width, height):
+            return
+        if self._size is not None:
+            for obj in self._targets:
+                obj.release()
+        ctx, size = self.ctx, (width, height)
+        self._t_id = ctx.texture(size, 1, dtype="i4")
+        self._t_z = ctx.texture(size, 1, dtype="f4")
+        self._rb_depth = ctx.depth_renderbuffer(size)
+        self._fbo_id = ctx.framebuffer([self._t_id, self._t_z], self._rb_depth)
+        samples = self.msaa if self.msaa > 1 else 0
+        self._rb_lit = ctx.renderbuffer(size, 4, samples=samples, dtype="f4")
+        self._rb_pass = ctx.renderbuffer(size, 4, samples=samples, dtype="f2")
+        self._rb_cdepth = ctx.depth_renderbuffer(size, samples=samples)
+        self._fbo_color = ctx.framebuffer([self._rb_lit, self._rb_pass], self._rb_cdepth)
+        self._t_lit = ctx.texture(size, 4, dtype="f4")
+        self._t_pass = ctx.texture(size, 4, dtype="f2")
+        self._fbo_resolve = ctx.framebuffer([self._t_lit, self._t_pass])
+        for t in (self._t_lit, self._t_pass):
+            t.filter = (ctx.NEAREST, ctx.NEAREST)
+        self._t_out = ctx.texture(size, 4, dtype="f1")
+        self._t_outf = ctx.texture(size, 4, dtype="f4")
+        self._fbo_out = ctx.framebuffer([self._t_out])
+        self._fbo_outf = ctx.framebuffer([self._t_outf])
+        self._targets = [
+            self._fbo_id, self._t_id, self._t_z, self._rb_depth,
+            self._fbo_color, self._rb_lit, self._rb_pass, self._rb_cdepth,
+            self._fbo_resolve, self._t_lit, self._t_pass,
+            self._fbo_out, self._t_out, self._fbo_outf, self._t_outf,
+        ]  # fmt: skip
+        self._size = size
+
+    def _content_hash(self, asset: Asset) -> str:
+        h = self._hashes.get(asset)
+        if h is None:
+            h = asset.content_hash
+            self._hashes[asset] = h
+        return h
+
+    def _upload(self, asset: Asset) -> _GpuMesh:
+        key = self._content_hash(asset)
+        mesh = self._meshes.get(key)
+        if mesh is not None:
+            self._meshes.move_to_end(key)
+            return mesh
+        ctx = self.ctx
+        v = np.asarray(asset.vertices, dtype=np.float64)
+        data = np.hstack(
+            [v.astype(np.float32), vertex_normals(v, asset.faces), asset.uvs.astype(np.float32)]
+        ).astype(np.float32)
+        vbo = ctx.buffer(np.ascontiguousarray(data).tobytes())
+        ibo = ctx.buffer(np.ascontiguousarray(asset.faces, dtype=np.int32).tobytes())
+        tex_img = np.ascontiguousarray(asset.texture)
+        h, w = tex_img.shape[:2]
+        tex = ctx.texture((w, h), 3, tex_img.tobytes(), alignment=1, internal_format=_GL_SRGB8)
+        tex.build_mipmaps()
+        tex.filter = (ctx.LINEAR_MIPMAP_LINEAR, ctx.LINEAR)
+        tex.repeat_x = tex.repeat_y = True
+        vao_id = ctx.vertex_array(
+            self._prog_id, [(vbo, "3f 20x", "in_pos")], index_buffer=ibo, index_element_size=4
+        )
+        vao_color = ctx.vertex_array(
+            self._prog_color,
+            [(vbo, "3f 3f 2f", "in_pos", "in_normal", "in_uv")],
+            index_buffer=ibo,
+            index_element_size=4,
+        )
+        mesh = _GpuMesh(vbo, ibo, tex, vao_id, vao_color)
+        self._meshes[key] = mesh
+        while len(self._meshes) > self.max_cached_assets:
+            _, old = self._meshes.popitem(last=False)
+            old.release()
+        return mesh
+
+    def _background_asset(self, scene: SceneSpec, assets: dict[str, Asset]) -> Asset | None:
+        bg = scene.background
+        if bg.kind != "mesh":
+            return None
+        if BACKGROUND_ASSET_KEY in assets:
+            return assets[BACKGROUND_ASSET_KEY]
+        if not bg.path:
+            raise TwingapError(f"scene {scene.scene_id!r}: background kind 'mesh' needs a path")
+        path = Path(bg.path)
+        if not path.is_file():
+            raise TwingapError(f"scene {scene.scene_id!r}: background mesh not found", path)
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+        if key not in self._bg_assets:
+            self._bg_assets[key] = load_mesh_file(path, "background")
+        return self._bg_assets[key]
+
+    def _background_image(self, scene: SceneSpec, width: int, height: int):
+        import cv2
+
+        path = Path(scene.background.path or "")
+        if not scene.background.path or not path.is_file():
+            raise TwingapError(f"scene {scene.scene_id!r}: background image not found", path)
+        key = (str(path.resolve()), path.stat().st_mtime_ns, width, height)
+        tex = self._bg_images.get(key)
+        if tex is None:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                img = np.asarray(im.convert("RGB"))
+            if img.shape[:2] != (height, width):
+                img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+            tex = self.ctx.texture((width, height), 3, np.ascontiguousarray(img).tobytes(), alignment=1)
+            tex.filter = (self.ctx.NEAREST, self.ctx.NEAREST)
+            if len(self._bg_images) > 16:
+                for old in self._bg_images.values():
+                    old.release()
+                self._bg_images.clear()
+            self._bg_images[key] = tex
+        return tex
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, scene: SceneSpec, assets: dict[str, Asset], return_linear: bool = False) -> RenderResult:
+        """Render one scene.
+
+        Args:
+            scene: The scene (camera, objects, lights, ambient, background, response, seed).
+            assets: ``ObjectSpec.model`` name -> :class:`Asset` (in the object's pose frame);
+                optionally :data:`~twingap.render.backend.BACKGROUND_ASSET_KEY` -> a background
+                asset in world coordinates (overrides ``background.path``).
+            return_linear: Also return the linear radiance and its coverage (for calibration).
+
+        Returns:
+            The :class:`RenderResult` (rgb uint8 (H, W, 3), depth float32 (H, W) metres,
+            instance_ids int32 (H, W)).
+
+        Raises:
+            TwingapError: If an object's model is missing from ``assets``, a light or the
+                response is invalid, or a background file is missing.
+        """
+        with self.ctx:  # several renderers may live in one process: make ours current
+            return self._render(scene, assets, return_linear)
+
+    def _render(self, scene: SceneSpec, assets: dict[str, Asset], return_linear: bool) -> RenderResult:
+        cam = scene.camera
+        W, H = cam.width, cam.height
+        check_response(scene.response)
+        for obj in scene.objects:
+            if obj.model not in assets:
+                raise TwingapError(f"scene {scene.scene_id!r}: no model {obj.model!r} among the assets")
+        if len(scene.lights) > MAX_LIGHTS:
+            raise TwingapError(f"scene {scene.scene_id!r}: at most {MAX_LIGHTS} lights are supported")
+        self._ensure_size(W, H)
+        ctx = self.ctx
+        proj = opencv_projection(cam.K, W, H, cam.znear, cam.zfar)
+        cam_T_world = np.asarray(cam.cam_T_world, dtype=np.float64)
+
+        bg_asset = self._background_asset(scene, assets)
+        draws = []  # (gpu mesh, world_T_obj, instance id)
+        if bg_asset is not None:
+            draws.append((self._upload(bg_asset), np.eye(4), 0))
+        for i, obj in enumerate(scene.objects):
+            draws.append((self._upload(assets[obj.model]), np.asarray(obj.world_T_obj, np.float64), i + 1))
+
+        def mat(m: np.ndarray) -> bytes:
+            return np.ascontiguousarray(m.T, dtype=np.float32).tobytes()
+
+        ctx.enable(ctx.DEPTH_TEST)
+        ctx.disable(ctx.CULL_FACE | ctx.BLEND)
+
+        # pass 1: ids + planar depth, one sample per pixel
+        self._fbo_id.use()
+        self._fbo_id.clear(depth=1.0)
+        self._prog_id["u_proj"].write(mat(proj))
+        for mesh, world_T_obj, inst in draws:
+            self._prog_id["u_cam_T_obj"].write(mat(cam_T_world @ world_T_obj))
+            self._prog_id["u_id"].value = inst
+            mesh.vao_id.render()
+        ids = np.frombuffer(self._fbo_id.read(components=1, attachment=0, dtype="i4"), np.int32)
+        depth = np.frombuffer(self._fbo_id.read(components=1, attachment=1, dtype="f4"), np.float32)
+        ids = ids.reshape(H, W).copy()
+        depth = depth.reshape(H, W).copy()
+
+        # pass 2: colour, MSAA
+        p = self._prog_color
+        p["u_proj"].write(mat(proj))
+        p["u_ambient"].value = float(scene.ambient)
+        p["u_nlights"].value = len(scene.lights)
+        ltype = np.zeros(MAX_LIGHTS, np.int32)
+        lvec = np.zeros((MAX_LIGHTS, 3), np.float32)
+        lrad = np.zeros((MAX_LIGHTS, 3), np.float32)
+        for k, light in enumerate(scene.lights):
+            if light.kind == "directional":
+                d = -np.asarray(light.direction, np.float64)
+                nd = np.linalg.norm(d)
+                if not nd > 0:
+                    raise TwingapError(f"scene {scene.scene_id!r}: directional light with zero direction")
+                lvec[k] = d / nd
+            elif light.kind == "point":
+                ltype[k] = 1
+                lvec[k] = light.position
+            else:
+                raise TwingapError(f"scene {scene.scene_id!r}: unknown light kind {light.kind!r}")
+            lrad[k] = np.asarray(light.color, np.float64) * float(light.intensity)
+        p["u_ltype"].write(ltype.tobytes())
+        p["u_lvec"].write(lvec.tobytes())
+        p["u_lrad"].write(lrad.tobytes())
+        R, t = cam_T_world[:3, :3], cam_T_world[:3, 3]
+        p["u_cam_pos"].value = tuple(float(x) for x in (-R.T @ t))
+        p["u_specular"].value = float(scene.meta.get("specular", 0.0))
+        p["u_shininess"].value = float(scene.meta.get("shininess", 32.0))
+        self._fbo_color.use()
+        self._fbo_color.clear(depth=1.0)
+        unlit_bg = bool(scene.meta.get("background_unlit", getattr(scene.background, "unlit", True)))
+        for mesh, world_T_obj, inst in draws:
+            p["u_cam_T_obj"].write(mat(cam_T_world @ world_T_obj))
+            p["u_world_T_obj"].write(mat(world_T_obj))
+            p["u_unlit"].value = int(inst == 0 and unlit_bg)
+            mesh.texture.use(0)
+            mesh.vao_color.render()
+        ctx.copy_framebuffer(self._fbo_resolve, self._fbo_color)
+
+        # pass 3: response + background
+        ctx.disable(ctx.DEPTH_TEST)
+        spec = scene.response
+        c = self._prog_comp
+        c["u_cmat"].write(np.ascontiguousarray(color_matrix(spec).T, dtype=np.float32).tobytes())
+        c["u_gain"].value = tuple(float(spec.exposure) * float(g) for g in spec.white_balance)
+        c["u_inv_gamma"].value = 1.0 / float(spec.gamma)
+        c["u_tone"].write(np.ascontiguousarray(_tone(spec).T, dtype=np.float32).tobytes())
+        noise = float(spec.noise_sigma) > 0
+        c["u_quantize"].value = int(not noise)
+        if scene.background.kind == "image":
+            c["u_bg_image"].value = 1
+            self._background_image(scene, W, H).use(2)
+        elif scene.background.kind in ("color", "mesh"):
+            c["u_bg_image"].value = 0
+            self._dummy_tex.use(2)
+        else:
+            raise TwingapError(f"scene {scene.scene_id!r}: unknown background kind {scene.background.kind!r}")
+        c["u_bg_color"].value = tuple(float(x) / 255.0 for x in scene.background.color)
+        self._t_lit.use(0)
+        self._t_pass.use(1)
+        fbo = self._fbo_outf if noise else self._fbo_out
+        fbo.use()
+        self._quad_vao.render()
+        if noise:
+            vals = np.frombuffer(fbo.read(components=3, dtype="f4"), np.float32).reshape(H, W, 3)
+            rgb = add_sensor_noise(vals * 255.0, float(spec.noise_sigma), int(scene.seed))
+        else:
+            rgb = np.frombuffer(fbo.read(components=3), np.uint8).reshape(H, W, 3).copy()
+
+        linear = coverage = None
+        if return_linear:
+            lit = np.frombuffer(self._fbo_resolve.read(components=4, attachment=0, dtype="f4"), np.float32)
+            lit = lit.reshape(H, W, 4)
+            coverage = lit[..., 3].copy()
+            linear = np.where(
+                coverage[..., None] > 0, lit[..., :3] / np.maximum(coverage, 1e-12)[..., None], 0
+            )
+            linear = linear.astype(np.float32)
+        return RenderResult(rgb=rgb, depth=depth, instance_ids=ids, linear=linear, coverage=coverage)
+
+    def release(self) -> None:
+        """Free every GL resource and the context."""
+        self.ctx.__enter__()
+        for mesh in self._meshes.values():
+            mesh.release()
+        self._meshes.clear()
+        self.ctx.release()
