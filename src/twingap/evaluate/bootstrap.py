@@ -1,0 +1,337 @@
+"""Bootstrap confidence intervals of COCO AP by resampling test images.
+
+Recomputing COCOeval for every resample is slow. Instead the per-image matching is run once
+(pycocotools ``COCOeval.evaluate``: for every image x category, the detections' scores, which
+ground truth each matched at each IoU threshold, and which are ignored), and AP is re-accumulated
+for a resampled **multiset** of images in numpy. A resample is a weight vector ``w`` (how many
+times each image was drawn); each detection and ground truth of image ``i`` counts ``w[i]`` times.
+
+The accumulation is COCO's (101-point interpolated precision, area ``all``, ``maxDets`` = 100 per
+image and category): detections of a category are ranked by score with a stable sort in image
+order, cumulative TP/FP counts give precision and recall, precision is made monotone from the
+right, and read at the first rank whose recall reaches each threshold. On the original image set
+(all weights 1) this reproduces pycocotools' AP bit for bit (tested). With repeated images, the
+copies of a detection sit next to each other in the ranking; their intermediate ranks cannot change
+the interpolated precision, so counting them by weight is exact for the multiset too, up to the
+order of exactly tied scores within one image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from twingap.errors import TwingapError
+
+
+@dataclass
+class _CategoryRecords:
+    """Detections of one category over all images, in COCO's ranking order."""
+
+    det_img: np.ndarray  # (D,) int64 image index of each detection
+    tp: np.ndarray  # (T, D) bool matched and not ignored
+    fp: np.ndarray  # (T, D) bool unmatched and not ignored
+    gt_count: np.ndarray  # (I,) int64 non-ignored ground truths per image
+
+
+class PerImageEval:
+    """Per-image COCO matching of one prediction set, re-accumulable on any image multiset.
+
+    Build with :meth:`from_coco`. ``image_indices`` arguments index :attr:`img_ids` (0..I-1) and may
+    repeat (a bootstrap resample); None means every image once.
+
+    Attributes:
+        img_ids: (I,) sorted COCO image ids.
+        cat_ids: Evaluated category ids (sorted).
+        iou_thrs: (T,) IoU thresholds (0.50:0.05:0.95).
+        rec_thrs: (R,) recall thresholds (0:0.01:1).
+        iou_type: ``"bbox"`` or ``"segm"``.
+    """
+
+    def __init__(
+        self,
+        img_ids: np.ndarray,
+        cat_ids: list[int],
+        iou_thrs: np.ndarray,
+        rec_thrs: np.ndarray,
+        records: list[_CategoryRecords],
+        iou_type: str,
+    ) -> None:
+        self.img_ids = np.asarray(img_ids, dtype=np.int64)
+        self.cat_ids = list(cat_ids)
+        self.iou_thrs = np.asarray(iou_thrs, dtype=np.float64)
+        self.rec_thrs = np.asarray(rec_thrs, dtype=np.float64)
+        self._records = records
+        self.iou_type = iou_type
+        self._t50 = int(np.argmin(np.abs(self.iou_thrs - 0.5)))
+
+    @property
+    def num_images(self) -> int:
+        """Number of images I."""
+        return len(self.img_ids)
+
+    @classmethod
+    def from_coco(
+        cls,
+        gt: dict[str, Any],
+        preds: Sequence[dict[str, Any]],
+        iou_type: str = "segm",
+        cat_ids: Iterable[int] | None = None,
+        img_ids: Iterable[int] | None = None,
+        max_dets: int = 100,
+    ) -> PerImageEval:
+        """Run the per-image COCO matching once.
+
+        Args:
+            gt: COCO ground-truth dict.
+            preds: COCO results (may be empty).
+            iou_type: ``"bbox"`` or ``"segm"``.
+            cat_ids: Categories to score (None = all of ``gt``).
+            img_ids: Images to score (None = all of ``gt``).
+            max_dets: Detections kept per image and category (COCO: 100).
+        """
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        from twingap.evaluate.coco_map import _pycoco_from_dict, prepare_results
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco_gt = _pycoco_from_dict(COCO, gt)
+            dets = prepare_results(preds, iou_type)
+            coco_dt = coco_gt.loadRes(dets) if dets else _pycoco_from_dict(COCO, {**gt, "annotations": []})
+            ev = COCOeval(coco_gt, coco_dt, iou_type)
+            p = ev.params
+            if cat_ids is not None:
+                p.catIds = sorted(int(c) for c in cat_ids)
+            if img_ids is not None:
+                p.imgIds = sorted(int(i) for i in img_ids)
+            p.areaRng = [p.areaRng[p.areaRngLbl.index("all")]]
+            p.areaRngLbl = ["all"]
+            p.maxDets = [max_dets]
+            ev.evaluate()
+        p = ev.params
+        img_list = list(p.imgIds)  # sorted, unique
+        n_img = len(img_list)
+        T = len(p.iouThrs)
+        records = []
+        for k in range(len(p.catIds)):
+            scores, matched, ignored, det_img = [], [], [], []
+            gt_count = np.zeros(n_img, dtype=np.int64)
+            for i in range(n_img):
+                e = ev.evalImgs[k * n_img + i]  # one area range: index [k][0][i]
+                if e is None:
+                    continue
+                gt_count[i] = int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
+                s = np.asarray(e["dtScores"][:max_dets], dtype=np.float64)
+                if len(s) == 0:
+                    continue
+                scores.append(s)
+                matched.append(np.asarray(e["dtMatches"])[:, :max_dets].reshape(T, -1))
+                ignored.append(np.asarray(e["dtIgnore"])[:, :max_dets].reshape(T, -1))
+                det_img.append(np.full(len(s), i, dtype=np.int64))
+            if scores:
+                s = np.concatenate(scores)
+                order = np.argsort(-s, kind="mergesort")  # as pycocotools accumulate
+                dtm = np.concatenate(matched, axis=1)[:, order]
+                dti = np.concatenate(ignored, axis=1)[:, order].astype(bool)
+                di = np.concatenate(det_img)[order]
+                tp = np.logical_and(dtm, ~dti)
+                fp = np.logical_and(np.logical_not(dtm), ~dti)
+            else:
+                di = np.zeros(0, dtype=np.int64)
+                tp = fp = np.zeros((T, 0), dtype=bool)
+            records.append(_CategoryRecords(det_img=di, tp=tp, fp=fp, gt_count=gt_count))
+        return cls(np.asarray(img_list), list(p.catIds), p.iouThrs, p.recThrs, records, iou_type)
+
+    # ------------------------------------------------------------------------------------------
+
+    def weights(self, image_indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """(I,) int64 draw counts of a multiset of image indices (None = each image once)."""
+        if image_indices is None:
+            return np.ones(self.num_images, dtype=np.int64)
+        idx = np.asarray(image_indices, dtype=np.int64).ravel()
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_images):
+            raise IndexError(f"image index out of range 0..{self.num_images - 1}")
+        return np.bincount(idx, minlength=self.num_images).astype(np.int64)
+
+    def precision(self, weights: np.ndarray, batch: int = 64) -> np.ndarray:
+        """Interpolated precision for image weight vectors.
+
+        Args:
+            weights: (B, I) or (I,) non-negative int draw counts per image.
+            batch: Resamples processed at once (bounds memory to ~batch x T x D).
+
+        Returns:
+            (B, T, R, K) float64 precision; -1 where a category has no (weighted) ground truth.
+        """
+        W = np.atleast_2d(np.asarray(weights, dtype=np.int64))
+        B = len(W)
+        T, R, K = len(self.iou_thrs), len(self.rec_thrs), len(self._records)
+        out = np.full((B, T, R, K), -1.0)
+        for k, rec in enumerate(self._records):
+            npig_all = W @ rec.gt_count  # (B,)
+            D = len(rec.det_img)
+            for b0 in range(0, B, batch):
+                Wb = W[b0 : b0 + batch]
+                npig = npig_all[b0 : b0 + batch]
+                nb = len(Wb)
+                valid = npig > 0
+                if not np.any(valid):
+                    continue
+                if D == 0:
+                    out[b0 : b0 + nb, :, :, k][valid] = 0.0
+                    continue
+                w = Wb[:, rec.det_img]  # (nb, D)
+                tpc = np.cumsum(w[:, None, :] * rec.tp[None], axis=2)  # (nb, T, D) int64
+                fpc = np.cumsum(w[:, None, :] * rec.fp[None], axis=2)
+                tpf = tpc.astype(np.float64)
+                pr = tpf / (fpc.astype(np.float64) + tpf + np.spacing(1))
+                env = np.maximum.accumulate(pr[:, :, ::-1], axis=2)[:, :, ::-1]
+                # first rank j with recall tpc[j] / npig >= r  <=>  tpc[j] >= m_r, with m_r the smallest
+                # integer m such that float(m / npig) >= r (the same float division as COCO's rc)
+                m = np.zeros((nb, R), dtype=np.int64)
+                for n in np.unique(npig[valid]):
+                    levels = np.arange(n + 1, dtype=np.float64) / n
+                    m[npig == n] = np.searchsorted(levels, self.rec_thrs, side="left")
+                span = int(tpc.max(initial=0)) + int(m.max(initial=0)) + 2
+                offsets = np.arange(nb * T, dtype=np.int64) * span
+                flat = (tpc.reshape(nb * T, D) + offsets[:, None]).ravel()
+                query = (np.repeat(m, T, axis=0) + offsets[:, None]).ravel()  # (nb*T*R,)
+                pos = np.searchsorted(flat, query, side="left").reshape(nb * T, R)
+                local = pos - (np.arange(nb * T) * D)[:, None]
+                inside = local < D
+                env2 = env.reshape(nb * T, D)
+                q = np.where(inside, np.take_along_axis(env2, np.minimum(local, D - 1), axis=1), 0.0)
+                q = q.reshape(nb, T, R)
+                q[~valid] = -1.0
+                out[b0 : b0 + nb, :, :, k] = q
+        return out
+
+    @staticmethod
+    def _coco_mean(s: np.ndarray) -> float:
+        """COCO's summary: mean over entries > -1 (NaN if none)."""
+        vals = s[s > -1]
+        return float(np.mean(vals)) if vals.size else float("nan")
+
+    def ap_from_weights(self, weights: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """mAP@[.5:.95] and AP50 for each row of (B, I) weights; each (B,) float64 (NaN if no GT)."""
+        P = self.precision(weights, batch=batch)
+        ap = np.array([self._coco_mean(P[b]) for b in range(len(P))])
+        ap50 = np.array([self._coco_mean(P[b, self._t50]) for b in range(len(P))])
+        return ap, ap50
+
+    def ap(self, image_indices: Sequence[int] | np.ndarray | None = None) -> float:
+        """COCO mAP@[.5:.95] (area all, 100 dets) on a multiset of image indices (None = all once)."""
+        return float(self.ap_from_weights(self.weights(image_indices)[None])[0][0])
+
+    def ap50(self, image_indices: Sequence[int] | np.ndarray | None = None) -> float:
+        """COCO AP at IoU 0.5 on a multiset of image indices (None = all once)."""
+        return float(self.ap_from_weights(self.weights(image_indices)[None])[1][0])
+
+
+def _as_list(evals: PerImageEval | Sequence[PerImageEval]) -> list[PerImageEval]:
+    out = [evals] if isinstance(evals, PerImageEval) else list(evals)
+    if not out:
+        raise TwingapError("need at least one evaluation to bootstrap")
+    ref = out[0].img_ids
+    for e in out[1:]:
+        if not np.array_equal(e.img_ids, ref):
+            raise TwingapError("evaluations to bootstrap together must share the same test images")
+    return out
+
+
+def resample_weights(num_images: int, n: int, seed: int) -> np.ndarray:
+    """(n, I) draw counts of ``n`` bootstrap resamples of ``num_images`` images (numpy PCG64)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, num_images, size=(n, num_images))
+    return np.stack([np.bincount(r, minlength=num_images) for r in idx]).astype(np.int64)
+
+
+def _metric_matrix(evals: list[PerImageEval], W: np.ndarray, metric: str) -> np.ndarray:
+    """(E, B) metric of every evaluation on every resample."""
+    col = {"ap": 0, "ap50": 1}[metric]
+    return np.stack([e.ap_from_weights(W)[col] for e in evals])
+
+
+def _seed_pick(rng: np.random.Generator, n_evals: int, n: int, resample: bool) -> np.ndarray:
+    if not resample or n_evals == 1:
+        return np.tile(np.arange(n_evals), (n, 1))
+    return rng.integers(0, n_evals, size=(n, n_evals))
+
+
+def bootstrap_ci(
+    evals: PerImageEval | Sequence[PerImageEval],
+    n: int = 1000,
+    seed: int = 0,
+    metric: str = "ap",
+    alpha: float = 0.05,
+    resample_seeds: bool = True,
+) -> tuple[float, float, float]:
+    """Percentile bootstrap CI of AP, resampling test images (and training seeds).
+
+    Args:
+        evals: One :class:`PerImageEval`, or one per training seed of the same condition (all on
+            the same test images); the statistic is the mean AP over them.
+        n: Number of resamples.
+        seed: Seed of the resampling (numpy ``default_rng``).
+        metric: ``"ap"`` (mAP@[.5:.95]) or ``"ap50"``.
+        alpha: 1 - confidence level (0.05 gives a 95% interval).
+        resample_seeds: With several evals, also resample which seeds enter the mean.
+
+    Returns:
+        ``(estimate, lo, hi)``: the statistic on the original data and the interval bounds.
+    """
+    ev = _as_list(evals)
+    W = resample_weights(ev[0].num_images, n, seed)
+    rng = np.random.default_rng([seed, 1])
+    M = _metric_matrix(ev, W, metric)  # (E, n)
+    pick = _seed_pick(rng, len(ev), n, resample_seeds)  # (n, E)
+    stats = np.nanmean(M[pick.T, np.arange(n)[None, :]], axis=0)
+    full = np.ones((1, ev[0].num_images), dtype=np.int64)
+    est = float(np.nanmean(_metric_matrix(ev, full, metric)))
+    lo, hi = np.nanquantile(stats, [alpha / 2, 1 - alpha / 2])
+    return est, float(lo), float(hi)
+
+
+def paired_bootstrap_delta(
+    eval_a: PerImageEval | Sequence[PerImageEval],
+    eval_b: PerImageEval | Sequence[PerImageEval],
+    n: int = 1000,
+    seed: int = 0,
+    metric: str = "ap",
+    alpha: float = 0.05,
+    resample_seeds: bool = True,
+) -> tuple[float, float, float]:
+    """Paired bootstrap CI of ``AP(A) - AP(B)`` on the same test images.
+
+    Every resample draws ONE multiset of test images and scores both A and B on it, so image
+    difficulty cancels in the difference. With several seeds per side (same length, the study's
+    paired design where seed s of A and of B render the same scenes), seed indices are resampled
+    jointly for A and B.
+
+    Returns:
+        ``(delta, lo, hi)``: ``mean AP(A) - mean AP(B)`` on the original data and the interval.
+    """
+    ea, eb = _as_list(eval_a), _as_list(eval_b)
+    if not np.array_equal(ea[0].img_ids, eb[0].img_ids):
+        raise TwingapError("paired bootstrap needs both models scored on the same test images")
+    W = resample_weights(ea[0].num_images, n, seed)
+    rng = np.random.default_rng([seed, 1])
+    Ma, Mb = _metric_matrix(ea, W, metric), _metric_matrix(eb, W, metric)
+    cols = np.arange(n)[None, :]
+    if len(ea) == len(eb):
+        pick = _seed_pick(rng, len(ea), n, resample_seeds)
+        pa = pb = pick
+    else:
+        pa = _seed_pick(rng, len(ea), n, resample_seeds)
+        pb = _seed_pick(rng, len(eb), n, resample_seeds)
+    deltas = np.nanmean(Ma[pa.T, cols], axis=0) - np.nanmean(Mb[pb.T, cols], axis=0)
+    full = np.ones((1, ea[0].num_images), dtype=np.int64)
+    delta = float(np.nanmean(_metric_matrix(ea, full, metric)) - np.nanmean(_metric_matrix(eb, full, metric)))
+    lo, hi = np.nanquantile(deltas, [alpha / 2, 1 - alpha / 2])
+    return delta, float(lo), float(hi)
