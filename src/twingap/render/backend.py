@@ -29,7 +29,7 @@ from twingap.render.scene import SceneSpec
 #: ``assets`` dict instead of ``BackgroundSpec.path`` (used when ``background.kind == "mesh"``).
 BACKGROUND_ASSET_KEY = "__background__"
 
-BACKENDS = ("raster",)
+BACKENDS = ("raster", "cycles")
 
 
 @dataclass
@@ -70,7 +70,8 @@ def get_renderer(name: str = "raster", **kwargs: object) -> Renderer:
     """Return a renderer backend by name.
 
     Args:
-        name: ``"raster"`` (moderngl on headless EGL; llvmpipe on CPU).
+        name: ``"raster"`` (moderngl on headless EGL; llvmpipe on CPU) or ``"cycles"`` (Blender
+            Cycles through ``bpy``, the optional extra ``twingap[cycles]``; imported lazily).
         **kwargs: Passed to the backend's constructor (e.g. ``width``, ``height``).
 
     Raises:
@@ -80,4 +81,8 @@ def get_renderer(name: str = "raster", **kwargs: object) -> Renderer:
         from twingap.render.raster import RasterRenderer
 
         return RasterRenderer(**kwargs)  # type: ignore[arg-type]
+    if name == "cycles":
+        from twingap.render.cycles import CyclesRenderer
+
+        return CyclesRenderer(**kwargs)  # type: ignore[arg-type]
     raise TwingapError(f"unknown render backend {name!r} (have: {', '.join(BACKENDS)})")

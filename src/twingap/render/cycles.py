@@ -31,11 +31,12 @@ Conventions matched to the raster backend:
 Determinism: Cycles' seed is derived from ``scene.seed``; with a fixed sample count, adaptive
 sampling off and the same device, the output is byte-identical run to run.
 
-Process model: :meth:`CyclesRenderer.render` renders in this process when ``bpy`` imports here;
-otherwise (e.g. a main environment with NumPy 2 while bpy needs NumPy < 2) it drives a worker
-process run by another interpreter (``TWINGAP_BPY_PYTHON`` or the ``python`` argument).
-:func:`render_batch` always renders in worker processes, restarted every
-``scenes_per_process`` scenes because Blender's memory grows over many scenes.
+Process model: :class:`CyclesRenderer` (and :func:`render_batch`) render in a Blender worker
+process, restarted every ``scenes_per_process`` scenes because Blender's memory grows over many
+scenes. The worker's interpreter is this one when it can import ``bpy``, else
+``$TWINGAP_BPY_PYTHON`` (or the ``python`` argument): a main environment with NumPy 2 (bpy 4.5
+needs NumPy < 2) drives Blender installed in a separate environment. ``in_process=True``
+renders with ``bpy`` in this process instead.
 """
 
 from __future__ import annotations
@@ -794,13 +795,12 @@ class _Worker:
 
 
 def _resolve_python(python: str | None) -> str | None:
-    """Interpreter for worker processes: argument, then ``$TWINGAP_BPY_PYTHON``, then this one."""
+    """Interpreter for worker processes: argument, then this one if it has bpy, then the env var."""
     if python:
         return python
-    env = os.environ.get(BPY_PYTHON_ENV)
-    if env:
-        return env
-    return sys.executable if bpy_available() else None
+    if bpy_available():
+        return sys.executable
+    return os.environ.get(BPY_PYTHON_ENV) or None
 
 
 class CyclesRenderer:
@@ -814,10 +814,11 @@ class CyclesRenderer:
         device: ``"auto"``, ``"cpu"`` or ``"gpu"``.
         max_bounces: Total light bounces.
         threads: CPU threads (0 = all cores).
-        in_process: Render with ``bpy`` in this process (default: when it imports here); False
-            renders in a worker process.
-        python: Interpreter with ``bpy`` for worker processes (default ``$TWINGAP_BPY_PYTHON``,
-            else this interpreter).
+        in_process: Render with ``bpy`` in this process (needs ``bpy`` here; memory grows over
+            many scenes). Default False: render in a worker process, restarted every
+            ``scenes_per_process`` scenes.
+        python: Interpreter with ``bpy`` for worker processes (default: this one if it has
+            ``bpy``, else ``$TWINGAP_BPY_PYTHON``).
         scenes_per_process: Restart the worker process after this many scenes (bounds memory).
 
     Raises:
@@ -833,7 +834,7 @@ class CyclesRenderer:
         device: str = "auto",
         max_bounces: int = 4,
         threads: int = 0,
-        in_process: bool | None = None,
+        in_process: bool = False,
         python: str | None = None,
         scenes_per_process: int = 50,
     ) -> None:
@@ -849,8 +850,6 @@ class CyclesRenderer:
             max_bounces=int(max_bounces),
             threads=int(threads),
         )
-        if in_process is None:
-            in_process = bpy_available() and not python and not os.environ.get(BPY_PYTHON_ENV)
         self.in_process = bool(in_process)
         self._session: _BlenderSession | None = None
         self._worker: _Worker | None = None
@@ -927,7 +926,8 @@ def render_batch(
         device: ``"auto"``, ``"cpu"`` or ``"gpu"``.
         max_bounces: Total light bounces.
         threads: CPU threads per worker (0 = all cores).
-        python: Interpreter with ``bpy`` (default ``$TWINGAP_BPY_PYTHON``, else this one).
+        python: Interpreter with ``bpy`` (default: this one if it has ``bpy``, else
+            ``$TWINGAP_BPY_PYTHON``).
         scenes_per_process: Scenes per worker process before it is restarted.
 
     Returns:
