@@ -1,0 +1,106 @@
+"""``twingap study``: run the whole study resumably; ``twingap study status``; ``twingap report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from twingap.cli import app
+from twingap.errors import TwingapError
+
+study_app = typer.Typer(
+    help=(
+        "Run the study: conditions x seeds -> render -> train -> predict on real test sets -> "
+        "AP differences to clean -> artist-hours cost-benefit report. Rerun on the same -o to resume."
+    ),
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(study_app, name="study")
+
+
+@study_app.callback()
+def study(
+    ctx: typer.Context,
+    output: Path | None = typer.Option(None, "-o", "--output", help="Run folder (an existing one resumes)."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="Preset: quick (2-core CPU), paper (GPU), tiny."
+    ),
+    config: Path | None = typer.Option(None, "--config", help="Study TOML (keys override the preset)."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool), ray, or inline."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: start Ray locally)."
+    ),
+    workers: int | None = typer.Option(None, "--workers", help="Parallel jobs for the local executor."),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not write the report at the end."),
+) -> None:
+    """Run (or resume) a study into RUN_DIR and write its report."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from twingap.study.config import load_study_config
+    from twingap.study.executors import make_executor
+    from twingap.study.report import top_fixes_text
+    from twingap.study.runner import run_study
+
+    if output is None:
+        raise TwingapError("missing -o RUN_DIR (the run folder)")
+    resume = (output / "study.json").is_file() and preset is None and config is None
+    cfg = None if resume else load_study_config(config, preset)
+    if cfg is not None and workers is not None:
+        cfg.executor.workers = workers
+    ex_cfg = cfg.executor if cfg is not None else None
+    if ex_cfg is None:
+        from twingap.study.runner import load_run_config
+
+        ex_cfg = load_run_config(output).executor
+    ex = make_executor(executor, workers or ex_cfg.workers, address, ex_cfg.cpus_per_job, ex_cfg.gpus_per_job)
+    typer.echo(f"study {'resumed' if resume else 'started'} in {output}")
+    out = run_study(output, cfg, ex)
+    typer.echo(f"jobs done: {out['done']}, failed: {len(out['failed'])}, left: {len(out['left'])}")
+    for jid in out["failed"]:
+        typer.echo(f"  failed: {jid} (see {output / 'jobs' / (jid + '.failed.json')})")
+    if out["report"]:
+        typer.echo(f"report: {out['report']}")
+        typer.echo("fix these first:")
+        typer.echo(top_fixes_text(output))
+    elif out["failed"] or out["left"]:
+        typer.echo(
+            "rerun the same command to retry the failed / unfinished jobs; `twingap report RUN_DIR` writes "
+            "a report of what finished"
+        )
+    if out["failed"]:
+        raise typer.Exit(1)
+
+
+@study_app.command("status")
+def status(run_dir: Path = typer.Argument(..., help="Run folder.")) -> None:
+    """Show which jobs are done, running, failed (with the error) and left."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from twingap.study.runner import job_states, load_run_config
+
+    load_run_config(run_dir)
+    states = job_states(run_dir)
+    table = Table(title=f"study {run_dir}")
+    table.add_column("job")
+    table.add_column("state")
+    table.add_column("detail", overflow="fold")
+    colors = {"done": "green", "running": "cyan", "failed": "red", "left": "white"}
+    for s in states:
+        table.add_row(s.id, f"[{colors[s.state]}]{s.state}[/]", s.detail)
+    console = Console()
+    console.print(table)
+    counts = {k: sum(s.state == k for s in states) for k in colors}
+    typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()) + f" (of {len(states)})")
+
+
+@app.command("report")
+def report(run_dir: Path = typer.Argument(..., help="Run folder of a study.")) -> None:
+    """Write report.html, report.md and the CSVs of a study (from the jobs finished so far)."""
+    from twingap.study.report import top_fixes_text, write_report
+
+    path = write_report(run_dir)
+    typer.echo(f"report: {path}")
+    typer.echo(top_fixes_text(run_dir))

@@ -1,0 +1,505 @@
+"""Study configuration: :class:`StudyConfig`, the ``quick`` and ``paper`` presets, TOML IO.
+
+A study is the cross product *conditions x seeds*, every job trained on the same training scenes
+(sampled once per study) and scored on every test set. The configuration is plain data, written
+to ``RUN_DIR/study.json`` when a study starts so that a resumed run, or a Ray worker on another
+machine, sees exactly the same settings.
+
+TOML layout (every key optional; a ``preset`` key picks the starting point)::
+
+    preset = "quick"
+    conditions = "all"            # or a list of catalogue names; "clean" is always included
+    seeds = [0]
+
+    [data]
+    frames_root = "data/sample/ycbv_real_frames"
+    models_root = "data/sample/models"
+    twin_videos = ["0000", "0001"]
+
+    [scenes]
+    twin_views = 160              # training scenes sampled around the twins
+    composed = 160                # composed layouts on the twins' support planes
+    composed_objects = "test"     # "test" (objects of the test sets), "all", or a list of names
+    width = 320                   # rendered training image size, pixels
+    height = 240
+
+    [train]
+    preset = "quick"              # a twingap.train TrainConfig preset
+    overrides = { iterations = 400 }
+
+    [[test_sets]]                 # replaces the preset's list when given
+    name = "ycb-real"
+    kind = "twinned"              # the real frames of twin_videos
+    [[test_sets]]
+    name = "held-out"
+    kind = "heldout"
+    videos = ["0002"]
+    [[test_sets]]
+    name = "my-lab"
+    kind = "user"
+    root = "/data/my_lab_bop"     # YCB-Video or BOP layout
+
+    [stats]
+    n_boot = 1000
+    ci = 0.95
+
+    [cost]
+    artist_hours = "configs/artist_hours.toml"   # optional; default: the package table
+    hours = { "texture-3" = 8.0 }                # optional per-condition overrides
+
+    [executor]
+    workers = 1
+    cpus_per_job = 2
+    gpus_per_job = 0
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from twingap.errors import TwingapError
+
+#: The study's 13 conditions, in report order (the artifact catalogue is the authority when present).
+DEFAULT_CONDITIONS: tuple[str, ...] = (
+    "clean",
+    "noise-1",
+    "noise-2",
+    "noise-3",
+    "holes-1",
+    "holes-2",
+    "holes-3",
+    "texture-1",
+    "texture-2",
+    "texture-3",
+    "ambient-1",
+    "ambient-2",
+    "baked-light",
+)
+
+TEST_SET_KINDS = ("twinned", "heldout", "user")
+
+
+def _sample_root() -> Path:
+    from twingap.assets.asset import default_sample_root
+
+    return default_sample_root()
+
+
+@dataclass
+class TestSetConfig:
+    """One real test set.
+
+    Attributes:
+        name: Short name used in folders and the report (letters, digits, ``-``, ``_``).
+        kind: ``"twinned"``: the real frames of the twinned videos (the paper's YCB-Real);
+            ``"heldout"``: real frames of videos no training scene was built from;
+            ``"user"``: any real set in YCB-Video or BOP layout.
+        root: Dataset folder; empty = the study's ``data.frames_root``.
+        videos: Videos (YCB-Video) or scenes (BOP) to use; empty = all (for ``twinned``: the
+            study's ``twin_videos``).
+        max_frames: Keep at most this many frames per video (evenly spaced); 0 = all.
+    """
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    kind: str = "user"
+    root: str = ""
+    videos: list[str] = field(default_factory=list)
+    max_frames: int = 0
+
+
+@dataclass
+class ScenesConfig:
+    """How the training scenes are built (once per study; every condition renders them).
+
+    Attributes:
+        seed: Seed of scene sampling and of the artifacts' random draws.
+        twin_views: Scenes sampled around the twins (new views of the real layouts).
+        composed: Composed layouts of ``composed_objects`` on the twins' support planes.
+        composed_objects: ``"test"`` (every object of the test sets), ``"all"`` (the whole
+            model library) or a list of model names.
+        objects_per_scene: (min, max) objects in a composed layout.
+        width: Rendered image width, pixels (the twins' intrinsics are scaled to it).
+        height: Rendered image height, pixels.
+    """
+
+    seed: int = 0
+    twin_views: int = 160
+    composed: int = 160
+    composed_objects: str | list[str] = "test"
+    objects_per_scene: tuple[int, int] = (3, 6)
+    width: int = 320
+    height: int = 240
+
+
+@dataclass
+class TrainSection:
+    """Detector training: a ``twingap.train`` preset plus overrides of its fields."""
+
+    preset: str = "quick"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StatsConfig:
+    """Bootstrap settings: ``n_boot`` resamples, ``ci`` two-sided level, ``seed`` of the resampler."""
+
+    n_boot: int = 1000
+    ci: float = 0.95
+    seed: int = 0
+
+
+@dataclass
+class CostConfig:
+    """Artist-hours table (a TOML path; empty = the package default) and per-condition overrides.
+
+    ``rank_by``: the test set whose AP differences rank the fix list, or ``"mean"`` (average
+    over test sets).
+    """
+
+    artist_hours: str = ""
+    hours: dict[str, float] = field(default_factory=dict)
+    rank_by: str = "mean"
+
+
+@dataclass
+class ExecutorConfig:
+    """How jobs run: ``workers`` parallel jobs locally; resources each job declares (Ray)."""
+
+    workers: int = 1
+    cpus_per_job: float = 2
+    gpus_per_job: float = 0
+    threads_per_job: int = 0
+
+
+@dataclass
+class StudyConfig:
+    """Everything a study needs; see the module docstring for the TOML form.
+
+    Attributes:
+        name: Preset or study name (shown in the report).
+        conditions: Condition names (``"clean"`` first; it is the reference of every difference).
+        seeds: Training seeds; each seed trains every condition (common random numbers).
+        frames_root: Real frames of the twinned videos (YCB-Video or BOP layout).
+        models_root: Model library folder (``models_info.json`` + meshes).
+        twin_videos: Videos whose frames are twinned into training scenes.
+        test_sets: Real test sets.
+        gallery_object: Model drawn in the report's gallery of conditions.
+        stages: Which stage implementations run the jobs: ``"real"``, ``"fake"`` (a
+            deterministic stand-in for testing the orchestration, never real results) or
+            ``"module:attribute"``.
+    """
+
+    name: str = "custom"
+    conditions: list[str] = field(default_factory=lambda: list(DEFAULT_CONDITIONS))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    frames_root: str = ""
+    models_root: str = ""
+    twin_videos: list[str] = field(default_factory=lambda: ["0000", "0001"])
+    test_sets: list[TestSetConfig] = field(default_factory=list)
+    scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    train: TrainSection = field(default_factory=TrainSection)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    gallery_object: str = "006_mustard_bottle"
+    stages: str = "real"
+
+    # ------------------------------------------------------------------ helpers
+    def frames_root_path(self) -> Path:
+        """The twinned videos' dataset folder (default: the shipped sample)."""
+        return Path(self.frames_root) if self.frames_root else _sample_root() / "ycbv_real_frames"
+
+    def models_root_path(self) -> Path:
+        """The model library folder (default: the shipped sample's models)."""
+        return Path(self.models_root) if self.models_root else _sample_root() / "models"
+
+    def test_set_root(self, ts: TestSetConfig) -> Path:
+        """Dataset folder of a test set."""
+        return Path(ts.root) if ts.root else self.frames_root_path()
+
+    def test_set_videos(self, ts: TestSetConfig) -> list[str] | None:
+        """Videos of a test set (None = all of its root)."""
+        if ts.kind == "twinned" and not ts.videos:
+            return list(self.twin_videos)
+        return list(ts.videos) or None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON / TOML serialisable)."""
+        d = asdict(self)
+        d["scenes"]["objects_per_scene"] = list(self.scenes.objects_per_scene)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str | Path | None = None) -> StudyConfig:
+        """Build from plain data (as written by :meth:`to_dict`), validating keys and types.
+
+        Raises:
+            TwingapError: On an unknown key or a value of the wrong type.
+        """
+        d = copy.deepcopy(d)
+        _check_keys(d, cls, "study config", source)
+        kwargs: dict[str, Any] = {}
+        sections = {
+            "scenes": ScenesConfig,
+            "train": TrainSection,
+            "stats": StatsConfig,
+            "cost": CostConfig,
+            "executor": ExecutorConfig,
+        }
+        for key, value in d.items():
+            if key in sections:
+                if not isinstance(value, dict):
+                    raise TwingapError(f"[{key}] must be a table", source)
+                _check_keys(value, sections[key], f"[{key}]", source)
+                if key == "scenes" and "objects_per_scene" in value:
+                    value["objects_per_scene"] = tuple(value["objects_per_scene"])
+                kwargs[key] = sections[key](**value)
+            elif key == "test_sets":
+                if not isinstance(value, list):
+                    raise TwingapError("test_sets must be a list of tables ([[test_sets]])", source)
+                items = []
+                for item in value:
+                    if not isinstance(item, dict) or "name" not in item:
+                        raise TwingapError("every [[test_sets]] entry needs a name", source)
+                    _check_keys(item, TestSetConfig, f"test set {item['name']!r}", source)
+                    items.append(TestSetConfig(**item))
+                kwargs[key] = items
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+
+def _check_keys(d: dict, klass: type, what: str, source: str | Path | None) -> None:
+    allowed = {f.name for f in fields(klass)} | ({"preset"} if klass is StudyConfig else set())
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise TwingapError(f"{what}: unknown key(s) {unknown} (allowed: {sorted(allowed)})", source)
+
+
+# ---------------------------------------------------------------------- presets
+def _sample_test_sets() -> list[TestSetConfig]:
+    # Twinned: the real frames the twins were built from (the paper's YCB-Real). Held out: video
+    # 0002, the sample video with the most objects (6, five of them absent from 0000/0001), so the
+    # generalisation score covers the most categories and instances; its objects are learnt from
+    # composed layouts only.
+    return [
+        TestSetConfig(name="ycb-real", kind="twinned"),
+        TestSetConfig(name="held-out-0002", kind="heldout", videos=["0002"]),
+    ]
+
+
+def preset(name: str) -> StudyConfig:
+    """Return a preset configuration.
+
+    * ``quick``: 13 conditions x 1 seed on the shipped sample for a 2-core CPU (MobileNetV2-FPN
+      Mask R-CNN, the training stage's ``quick`` recipe, 320x240 renders).
+    * ``paper``: the paper's scale for a GPU (ResNet-50-FPN, thousands of iterations, 640x480
+      renders, 3 seeds, more scenes).
+    * ``tiny``: a miniature for tests and smoke runs (2 conditions, tiny images, a few iterations).
+
+    Raises:
+        TwingapError: For an unknown preset name.
+    """
+    if name == "quick":
+        return StudyConfig(
+            name="quick",
+            seeds=[0],
+            test_sets=_sample_test_sets(),
+            scenes=ScenesConfig(twin_views=160, composed=160, width=320, height=240),
+            train=TrainSection(preset="quick"),
+            stats=StatsConfig(n_boot=1000),
+            executor=ExecutorConfig(workers=1, cpus_per_job=2, gpus_per_job=0),
+        )
+    if name == "paper":
+        return StudyConfig(
+            name="paper",
+            seeds=[0, 1, 2],
+            test_sets=_sample_test_sets(),
+            scenes=ScenesConfig(twin_views=1000, composed=1000, width=640, height=480),
+            train=TrainSection(preset="paper"),
+            stats=StatsConfig(n_boot=2000),
+            executor=ExecutorConfig(workers=1, cpus_per_job=8, gpus_per_job=1),
+        )
+    if name == "tiny":
+        return StudyConfig(
+            name="tiny",
+            conditions=["clean", "texture-3"],
+            seeds=[0],
+            test_sets=_sample_test_sets(),
+            scenes=ScenesConfig(twin_views=6, composed=6, width=160, height=120),
+            train=TrainSection(preset="tiny"),
+            stats=StatsConfig(n_boot=200),
+            executor=ExecutorConfig(workers=1, cpus_per_job=1),
+        )
+    raise TwingapError(f"unknown study preset {name!r} (have: quick, paper, tiny)")
+
+
+PRESETS = ("quick", "paper", "tiny")
+
+
+# ---------------------------------------------------------------------- loading + validation
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("overrides", "hours"):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_study_config(path: str | Path | None = None, preset_name: str | None = None) -> StudyConfig:
+    """Load a study configuration from a preset and/or a TOML file, validated.
+
+    The TOML's ``preset`` key (or ``preset_name``; default ``quick``) gives the starting point;
+    the file's keys override it (tables merge key by key; ``test_sets`` replaces the list).
+
+    Raises:
+        TwingapError: If the file is missing or not TOML, a key is unknown, or a value is invalid
+            (see :func:`validate`).
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise TwingapError("study config not found", path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise TwingapError(f"not valid TOML ({exc})", path) from exc
+    file_preset = data.pop("preset", None)
+    name = preset_name or file_preset or "quick"
+    base = preset(name).to_dict()
+    merged = _deep_merge(base, data)
+    if path is not None and "name" not in data:
+        merged["name"] = f"{name}+{path.stem}"
+    cfg = StudyConfig.from_dict(merged, path)
+    if cfg.conditions == "all":  # type: ignore[comparison-overlap]
+        cfg.conditions = list(DEFAULT_CONDITIONS)
+    _resolve_relative(cfg, path)
+    validate(cfg, path)
+    return cfg
+
+
+def _resolve_relative(cfg: StudyConfig, path: Path | None) -> None:
+    """Make paths given in a TOML file relative to the file's folder (or the cwd) absolute."""
+    base = path.parent if path is not None else Path.cwd()
+
+    def fix(p: str) -> str:
+        if not p:
+            return p
+        q = Path(p).expanduser()
+        if not q.is_absolute():
+            cand = base / q
+            q = cand if cand.exists() or not (Path.cwd() / q).exists() else Path.cwd() / q
+        return str(q.resolve())
+
+    cfg.frames_root = fix(cfg.frames_root)
+    cfg.models_root = fix(cfg.models_root)
+    cfg.cost.artist_hours = fix(cfg.cost.artist_hours)
+    for ts in cfg.test_sets:
+        ts.root = fix(ts.root)
+
+
+def known_conditions() -> list[str]:
+    """Condition names of the artifact catalogue (or the study's 13 when it is not installed)."""
+    try:
+        from twingap.artifacts.base import load_catalogue
+    except ImportError:
+        return list(DEFAULT_CONDITIONS)
+    return list(load_catalogue())
+
+
+def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
+    """Check a configuration; fix the order of conditions (``clean`` first).
+
+    Raises:
+        TwingapError: One line naming the problem: unknown condition, duplicate or negative
+            seed, no test set, a test set whose folder is missing, a held-out set that overlaps
+            the twinned videos, negative or non-numeric artist hours, bad sizes.
+    """
+    if isinstance(cfg.conditions, str):
+        raise TwingapError('conditions must be a list of names or "all"', source)
+    known = known_conditions()
+    unknown = [c for c in cfg.conditions if c not in known]
+    if unknown:
+        raise TwingapError(f"unknown condition(s) {unknown} (known: {', '.join(known)})", source)
+    if len(set(cfg.conditions)) != len(cfg.conditions):
+        raise TwingapError("conditions are listed twice", source)
+    cfg.conditions = ["clean"] + [c for c in cfg.conditions if c != "clean"]
+    if not cfg.seeds or any(not isinstance(s, int) or s < 0 for s in cfg.seeds):
+        raise TwingapError("seeds must be a non-empty list of non-negative integers", source)
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise TwingapError("seeds are listed twice", source)
+    if not cfg.test_sets:
+        raise TwingapError("the study needs at least one test set ([[test_sets]])", source)
+    names = [ts.name for ts in cfg.test_sets]
+    if len(set(names)) != len(names):
+        raise TwingapError(f"test set names must be unique, got {names}", source)
+    for ts in cfg.test_sets:
+        if not ts.name or not all(ch.isalnum() or ch in "-_" for ch in ts.name):
+            raise TwingapError(f"test set name {ts.name!r}: use letters, digits, '-' or '_'", source)
+        if ts.kind not in TEST_SET_KINDS:
+            raise TwingapError(f"test set {ts.name!r}: kind must be one of {TEST_SET_KINDS}", source)
+        if ts.kind == "user" and not ts.root:
+            raise TwingapError(f"test set {ts.name!r}: a user test set needs root = <folder>", source)
+        root = cfg.test_set_root(ts)
+        if not root.is_dir():
+            raise TwingapError(f"test set {ts.name!r}: folder not found: {root}", source)
+        if ts.kind == "heldout":
+            if not ts.videos:
+                raise TwingapError(f"test set {ts.name!r}: a held-out set needs videos = [...]", source)
+            same_root = root.resolve() == cfg.frames_root_path().resolve()
+            overlap = sorted(set(ts.videos) & set(cfg.twin_videos)) if same_root else []
+            if overlap:
+                raise TwingapError(
+                    f"test set {ts.name!r}: held-out videos {overlap} are also twinned for training", source
+                )
+        if ts.max_frames < 0:
+            raise TwingapError(f"test set {ts.name!r}: max_frames must be >= 0", source)
+    if not cfg.frames_root_path().is_dir():
+        raise TwingapError("frames_root folder not found", cfg.frames_root_path())
+    if not cfg.models_root_path().is_dir():
+        raise TwingapError("models_root folder not found", cfg.models_root_path())
+    if not cfg.twin_videos:
+        raise TwingapError("twin_videos must name at least one video", source)
+    s = cfg.scenes
+    if s.width < 32 or s.height < 32:
+        raise TwingapError("scenes.width and scenes.height must be at least 32 pixels", source)
+    if s.twin_views < 0 or s.composed < 0 or s.twin_views + s.composed == 0:
+        raise TwingapError("scenes.twin_views + scenes.composed must be positive", source)
+    if not (0.5 <= cfg.stats.ci < 1):
+        raise TwingapError("stats.ci must be in [0.5, 1)", source)
+    if cfg.stats.n_boot < 50:
+        raise TwingapError("stats.n_boot must be at least 50", source)
+    if cfg.executor.workers < 1:
+        raise TwingapError("executor.workers must be at least 1", source)
+    for cond, hours in cfg.cost.hours.items():
+        if cond not in known:
+            raise TwingapError(f"cost.hours: unknown condition {cond!r}", source)
+        if not isinstance(hours, int | float) or isinstance(hours, bool) or hours < 0:
+            raise TwingapError(f"cost.hours: hours for {cond!r} must be a number >= 0, got {hours!r}", source)
+    if cfg.cost.artist_hours and not Path(cfg.cost.artist_hours).is_file():
+        raise TwingapError("artist-hours table not found", cfg.cost.artist_hours)
+    if cfg.cost.rank_by != "mean" and cfg.cost.rank_by not in names:
+        raise TwingapError(f"cost.rank_by must be 'mean' or a test set name {names}", source)
+    # The hours table itself is checked here too, so a bad table fails before any job runs.
+    from twingap.study.cost import artist_hours
+
+    artist_hours(cfg)
+    return cfg
+
+
+def config_to_toml(cfg: StudyConfig) -> str:
+    """Serialise a configuration as TOML (round-trips through :func:`load_study_config`)."""
+    import tomli_w
+
+    d = cfg.to_dict()
+    d.pop("name", None)
+    return tomli_w.dumps({"name": cfg.name, **d})

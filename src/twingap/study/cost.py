@@ -1,0 +1,155 @@
+"""Cost-benefit: AP recovered per artist hour, and the ranked "fix these first" list.
+
+For a condition ``c`` with AP difference to clean ``delta_c = AP_c - AP_clean`` (negative when the
+artifact hurts), fixing the artifact recovers ``-delta_c`` AP points at a cost of ``hours_c``
+artist hours, so ``benefit_per_hour = -delta_c / hours_c`` (AP points per hour). The interval of
+the benefit is the interval of the difference divided by the (fixed) hours.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twingap.errors import TwingapError
+
+if TYPE_CHECKING:
+    from twingap.study.config import StudyConfig
+
+#: Used only when the artifact catalogue is not installed: the issue's placeholder estimates.
+_FALLBACK_HOURS: dict[str, float] = {
+    "clean": 0.0,
+    "noise-1": 2.0,
+    "noise-2": 5.0,
+    "noise-3": 9.0,
+    "holes-1": 1.0,
+    "holes-2": 2.0,
+    "holes-3": 4.0,
+    "texture-1": 1.0,
+    "texture-2": 3.0,
+    "texture-3": 6.0,
+    "ambient-1": 0.5,
+    "ambient-2": 0.5,
+    "baked-light": 4.0,
+}
+
+
+def _hours_from_toml(path: Path) -> dict[str, float]:
+    """Read ``{condition: hours}`` from a TOML table, accepting the usual shapes.
+
+    Accepted: ``name = 2.0``, ``name = { hours = 2.0, rationale = "..." }``, or either form under
+    any table (e.g. ``[hours]`` or ``[conditions.noise-1]``).
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise TwingapError(f"artist-hours table is not valid TOML ({exc})", path) from exc
+    out: dict[str, Any] = {}
+
+    def walk(d: dict) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                if "hours" in v and not isinstance(v["hours"], dict):
+                    out[k] = v["hours"]
+                else:
+                    walk(v)
+            elif k in _FALLBACK_HOURS or "-" in k:
+                out[k] = v
+
+    walk(data)
+    return out
+
+
+def artist_hours(cfg: StudyConfig) -> dict[str, float]:
+    """Hours an artist needs to fix each of the study's conditions.
+
+    Sources, later ones winning: the artifact catalogue's defaults
+    (``twingap.artifacts.base.load_artist_hours``), the study's ``cost.artist_hours`` TOML file,
+    the study's ``cost.hours`` overrides. ``clean`` costs 0 hours.
+
+    Raises:
+        TwingapError: If an hour value is missing for a condition, negative or not a number.
+    """
+    hours: dict[str, Any] = {}
+    try:
+        from twingap.artifacts.base import load_artist_hours
+    except ImportError:
+        hours.update(_FALLBACK_HOURS)
+    else:
+        hours.update(load_artist_hours())
+    source: str | Path | None = None
+    if cfg.cost.artist_hours:
+        source = Path(cfg.cost.artist_hours)
+        hours.update(_hours_from_toml(source))
+    hours.update(cfg.cost.hours)
+    hours["clean"] = 0.0
+    out: dict[str, float] = {}
+    for cond in cfg.conditions:
+        h = hours.get(cond)
+        if h is None:
+            raise TwingapError(f"no artist hours for condition {cond!r}", source)
+        if isinstance(h, bool) or not isinstance(h, int | float) or not math.isfinite(h) or h < 0:
+            raise TwingapError(f"artist hours for {cond!r} must be a number >= 0, got {h!r}", source)
+        out[cond] = float(h)
+    return out
+
+
+@dataclass
+class FixItem:
+    """One row of the ranked fix list.
+
+    Attributes:
+        rank: 1 = fix first.
+        condition: Condition name.
+        hours: Artist hours to fix it.
+        recovered: AP points recovered by fixing (``-delta``; AP x 100).
+        recovered_lo: Lower end of the recovered AP's interval.
+        recovered_hi: Upper end.
+        per_hour: Recovered AP points per artist hour.
+        per_hour_lo: Lower end of the interval of ``per_hour``.
+        per_hour_hi: Upper end.
+        significant: Whether the difference to clean is distinguishable from zero.
+    """
+
+    rank: int
+    condition: str
+    hours: float
+    recovered: float
+    recovered_lo: float
+    recovered_hi: float
+    per_hour: float
+    per_hour_lo: float
+    per_hour_hi: float
+    significant: bool
+
+
+def rank_fixes(deltas: dict[str, tuple[float, float, float, bool]], hours: dict[str, float]) -> list[FixItem]:
+    """Rank conditions by AP recovered per artist hour.
+
+    Args:
+        deltas: ``{condition: (delta, lo, hi, significant)}``: AP difference to clean in AP points
+            (condition minus clean) with its interval; ``clean`` is ignored.
+        hours: Artist hours per condition.
+
+    Returns:
+        Items sorted fix-first: significant recoveries by benefit per hour (descending), then the
+        rest by benefit per hour. Conditions with 0 hours rank by recovered AP (infinite rate).
+    """
+    items: list[FixItem] = []
+    for cond, (delta, lo, hi, sig) in deltas.items():
+        if cond == "clean":
+            continue
+        h = hours[cond]
+        rec, rec_lo, rec_hi = -delta, -hi, -lo
+        if h > 0:
+            per, per_lo, per_hi = rec / h, rec_lo / h, rec_hi / h
+        else:
+            per = per_lo = per_hi = math.copysign(math.inf, rec) if rec != 0 else 0.0
+        items.append(FixItem(0, cond, h, rec, rec_lo, rec_hi, per, per_lo, per_hi, bool(sig and rec > 0)))
+    items.sort(key=lambda it: (not it.significant, -it.per_hour, -it.recovered, it.condition))
+    for i, it in enumerate(items, 1):
+        it.rank = i
+    return items

@@ -1,0 +1,514 @@
+"""Plan a study's jobs, run them resumably, and collect their results.
+
+Layout of a run folder (everything a user can open)::
+
+    RUN_DIR/
+      study.json  study.toml      the configuration, frozen when the study starts
+      plan.json                   the jobs: one per (condition, seed)
+      scenes/                     training scenes, built once (train_scenes.json, manifest.json, caches)
+      testsets/<name>/            real test sets: gt.json (COCO), frames.json, manifest.json
+      datasets/<condition>/       rendered training set (shared by every seed of the condition)
+      jobs/<condition>__s<seed>/  a finished job: manifest.json, metrics.json, preds/, samples/, model/
+      jobs/<id>.partial/          a job in flight (RUNNING.json names its host and pid)
+      jobs/<id>.failed.json       the last failure of a job (error and traceback)
+      jobs/<id>.log               the job's stage output
+      results/                    CSVs and stats.json (see :mod:`twingap.study.report`)
+      report.html  report.md
+
+A job's folder appears under its final name only when the job has finished (rename of the
+``.partial`` folder), so a killed study loses at most the jobs in flight, and a rerun skips every
+finished job. Inside a ``.partial`` folder each stage writes a ``<stage>.done.json`` marker, so an
+interrupted job resumes at the stage it was in (training itself resumes from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twingap.errors import TwingapError
+from twingap.io import dumps_json, read_json, sha256_bytes, sha256_file, write_json_atomic, write_text_atomic
+from twingap.study.config import StudyConfig, config_to_toml, validate
+from twingap.study.stages import Stages, load_stages
+
+STAGES = ("render", "train", "predict", "evaluate")
+IOU_TYPES = ("bbox", "segm")
+METRICS = ("AP", "AP50", "AP75")
+N_SAMPLES = 3
+
+#: Keys of the configuration that change what a job computes; a run folder refuses a config
+#: that differs in any of them (conditions and seeds may be added).
+_JOB_KEYS = ("frames_root", "models_root", "twin_videos", "scenes", "train", "test_sets", "stages")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: train and score one condition with one seed."""
+
+    condition: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        """Folder name ``<condition>__s<seed>``."""
+        return f"{self.condition}__s{self.seed}"
+
+    @staticmethod
+    def parse(job_id: str) -> Job:
+        """Inverse of :attr:`id`."""
+        cond, _, seed = job_id.rpartition("__s")
+        return Job(cond, int(seed))
+
+
+def plan_jobs(cfg: StudyConfig) -> list[Job]:
+    """All jobs of a study, seed-major (every condition of seed 0 first: useful results early)."""
+    return [Job(c, s) for s in cfg.seeds for c in cfg.conditions]
+
+
+# ---------------------------------------------------------------------- versions, hashes
+def versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape results."""
+    from importlib import metadata
+
+    out = {"python": sys.version.split()[0]}
+    for pkg in ("twingap", "torch", "torchvision", "numpy", "moderngl", "faster-coco-eval", "pycocotools"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+def config_hash(cfg_dict: dict) -> str:
+    """Hash of the job-relevant part of a configuration."""
+    return sha256_bytes(dumps_json({k: cfg_dict.get(k) for k in _JOB_KEYS}, indent=None).encode())[:16]
+
+
+# ---------------------------------------------------------------------- run folder
+def load_run_config(run_dir: str | Path) -> StudyConfig:
+    """The configuration stored in a run folder.
+
+    Raises:
+        TwingapError: If the folder holds no study.
+    """
+    path = Path(run_dir) / "study.json"
+    if not path.is_file():
+        raise TwingapError("not a study run folder (no study.json)", run_dir)
+    return StudyConfig.from_dict(read_json(path), path)
+
+
+def init_run(run_dir: str | Path, cfg: StudyConfig | None) -> StudyConfig:
+    """Create or reopen a run folder; store the configuration and the plan.
+
+    Args:
+        run_dir: The run folder.
+        cfg: The configuration; None = reuse the one stored in ``run_dir`` (resume).
+
+    Returns:
+        The configuration in effect.
+
+    Raises:
+        TwingapError: If ``cfg`` is None and the folder holds no study, or ``cfg`` changes what
+            finished jobs computed (scenes, training, test sets, data).
+    """
+    run_dir = Path(run_dir)
+    stored = run_dir / "study.json"
+    if cfg is None:
+        cfg = load_run_config(run_dir)
+        validate(cfg, stored)
+    elif stored.is_file():
+        old = read_json(stored)
+        new = cfg.to_dict()
+        if config_hash(old) != config_hash(new):
+            diff = [k for k in _JOB_KEYS if dumps_json(old.get(k)) != dumps_json(new.get(k))]
+            raise TwingapError(
+                f"this run folder was started with a different configuration ({', '.join(diff)} differ); "
+                "use a new output folder, or rerun without --preset/--config to resume",
+                run_dir,
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "jobs").mkdir(exist_ok=True)
+    write_json_atomic(stored, cfg.to_dict())
+    write_text_atomic(run_dir / "study.toml", config_to_toml(cfg))
+    write_json_atomic(run_dir / "plan.json", {"jobs": [j.id for j in plan_jobs(cfg)]})
+    return cfg
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class JobState:
+    """Where a job stands: ``done``, ``running``, ``failed`` or ``left``."""
+
+    id: str
+    state: str
+    detail: str = ""
+
+
+def job_states(run_dir: str | Path) -> list[JobState]:
+    """The state of every planned job of a run folder (see :func:`twingap.study.runner`).
+
+    A ``.partial`` folder whose process is gone counts as ``left`` (it resumes where it stopped).
+    """
+    run_dir = Path(run_dir)
+    plan = read_json(run_dir / "plan.json")["jobs"] if (run_dir / "plan.json").is_file() else []
+    jobs_dir = run_dir / "jobs"
+    out = []
+    for jid in plan:
+        final = jobs_dir / jid / "manifest.json"
+        partial = jobs_dir / f"{jid}.partial"
+        failed = jobs_dir / f"{jid}.failed.json"
+        if final.is_file():
+            m = read_json(final)
+            out.append(JobState(jid, "done", f"{m.get('seconds', 0):.0f} s"))
+            continue
+        running = partial / "RUNNING.json"
+        if running.is_file():
+            with contextlib.suppress(TwingapError):
+                r = read_json(running)
+                here = r.get("host") == socket.gethostname()
+                if not here or _pid_alive(int(r.get("pid", -1))):
+                    stage = r.get("stage", "")
+                    out.append(JobState(jid, "running", f"{stage} on {r.get('host')} pid {r.get('pid')}"))
+                    continue
+        if failed.is_file():
+            f = read_json(failed)
+            out.append(JobState(jid, "failed", f"{f.get('stage')}: {f.get('error')}"))
+            continue
+        stages_done = (
+            sorted(p.name.split(".")[0] for p in partial.glob("*.done.json")) if partial.is_dir() else []
+        )
+        out.append(
+            JobState(jid, "left", f"interrupted after {', '.join(stages_done)}" if stages_done else "")
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- shared preparation
+def prepare_shared(run_dir: str | Path, cfg: StudyConfig, stages: Stages | None = None) -> dict[str, Any]:
+    """Build what every job shares, once: the training scenes and the test sets' ground truth.
+
+    Skips any part already built (its ``manifest.json`` exists). Returns ``{"scenes": manifest,
+    "testsets": {name: manifest}}``.
+    """
+    run_dir = Path(run_dir)
+    stages = stages or load_stages(cfg.stages)
+    scenes_dir = run_dir / "scenes"
+    man_path = scenes_dir / "manifest.json"
+    if not man_path.is_file():
+        scenes_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        info = stages.prepare_scenes(cfg, scenes_dir)
+        info["seconds"] = time.perf_counter() - t0
+        info.update(stages=stages.name, versions=versions(), seed=cfg.scenes.seed)
+        write_json_atomic(man_path, info)
+    out: dict[str, Any] = {"scenes": read_json(man_path), "testsets": {}}
+    for ts in cfg.test_sets:
+        tdir = run_dir / "testsets" / ts.name
+        tman = tdir / "manifest.json"
+        if not tman.is_file():
+            tdir.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            info = stages.prepare_test_set(cfg, ts, tdir)
+            info["seconds"] = time.perf_counter() - t0
+            info["gt_hash"] = sha256_file(tdir / "gt.json")
+            info.update(
+                name=ts.name, kind=ts.kind, root=str(cfg.test_set_root(ts)), videos=cfg.test_set_videos(ts)
+            )
+            write_json_atomic(tman, info)
+        out["testsets"][ts.name] = read_json(tman)
+    return out
+
+
+def scored_categories(shared: dict[str, Any], test_set: str) -> list[int]:
+    """Categories scored on a test set: trained on (present in the training scenes) and present."""
+    trained = set(shared["scenes"]["categories"])
+    present = set(shared["testsets"][test_set]["categories"])
+    return sorted(trained & present)
+
+
+# ---------------------------------------------------------------------- one job
+def _set_threads(cfg: StudyConfig) -> None:
+    """Fix the thread count so every executor computes the same floating-point sums."""
+    n = cfg.executor.threads_per_job or max(1, int(cfg.executor.cpus_per_job))
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    if "torch" in sys.modules or cfg.stages != "fake":
+        with contextlib.suppress(ImportError):
+            import torch
+
+            torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def _redirect_output(log_path: Path | None):
+    """Send this process's stdout/stderr (file descriptors 1 and 2) to a log file."""
+    if log_path is None:
+        yield
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "a", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _render_dataset(
+    run_dir: Path, cfg: StudyConfig, stages: Stages, condition: str
+) -> tuple[Path, dict, bool]:
+    """Render (or reuse) the training set of a condition; returns (dir, manifest, was_cached)."""
+    final = run_dir / "datasets" / condition
+    man = final / "study_dataset.json"
+    if man.is_file():
+        return final, read_json(man), True
+    partial = run_dir / "datasets" / f"{condition}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    info = stages.render(cfg, run_dir / "scenes", condition, partial)
+    info["seconds"] = time.perf_counter() - t0
+    info.update(condition=condition, scene_seed=cfg.scenes.seed)
+    write_json_atomic(partial / "study_dataset.json", info)
+    try:
+        os.replace(partial, final)
+    except OSError:  # another job of the same condition finished first: same bytes, keep theirs
+        shutil.rmtree(partial, ignore_errors=True)
+    return final, read_json(man), False
+
+
+def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any]:
+    """Run one job to the end (resuming a partial one) and return a summary.
+
+    This is the function every executor calls (in this process, a pool worker or a Ray task):
+    it reads everything from ``run_dir`` and writes everything there, so the result depends only
+    on the files and the seed. Exceptions are recorded in ``jobs/<id>.failed.json`` and reported
+    in the summary, never raised (a failing job does not stop the study); an interrupt
+    (KeyboardInterrupt, SIGTERM) propagates and leaves the ``.partial`` folder to resume.
+
+    Returns:
+        ``{"id", "status": "done" | "failed" | "skipped", "seconds", "error"}``.
+    """
+    run_dir = Path(run_dir)
+    job = Job.parse(job_id)
+    jobs_dir = run_dir / "jobs"
+    final = jobs_dir / job_id
+    if (final / "manifest.json").is_file():
+        return {"id": job_id, "status": "skipped", "seconds": 0.0, "error": None}
+    cfg = load_run_config(run_dir)
+    partial = jobs_dir / f"{job_id}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    running = partial / "RUNNING.json"
+    started = time.time()
+    marker = {"host": socket.gethostname(), "pid": os.getpid(), "started": started, "stage": "start"}
+    write_json_atomic(running, marker)
+    stage = "setup"
+    t_start = time.perf_counter()
+    try:
+        with _redirect_output(jobs_dir / f"{job_id}.log" if log else None):
+            _set_threads(cfg)
+            stages = load_stages(cfg.stages)
+            shared = prepare_shared(run_dir, cfg, stages)
+            timings: dict[str, float] = {}
+            done_info: dict[str, dict] = {}
+            for p in partial.glob("*.done.json"):
+                done_info[p.name.split(".")[0]] = read_json(p)
+                timings[p.name.split(".")[0]] = done_info[p.name.split(".")[0]].get("seconds", 0.0)
+
+            def mark(name: str, info: dict) -> None:
+                write_json_atomic(partial / f"{name}.done.json", info)
+                done_info[name] = info
+                timings[name] = info["seconds"]
+
+            def enter(name: str) -> None:
+                nonlocal stage
+                stage = name
+                write_json_atomic(running, {**marker, "stage": name})
+
+            # render (shared by every seed of this condition)
+            enter("render")
+            t0 = time.perf_counter()
+            dataset_dir, dataset_info, cached = _render_dataset(run_dir, cfg, stages, job.condition)
+            if "render" not in done_info:
+                mark(
+                    "render",
+                    {
+                        "seconds": 0.0 if cached else time.perf_counter() - t0,
+                        "cached": cached,
+                        "render_seconds": dataset_info.get("seconds", 0.0),
+                        "dataset_hash": dataset_info.get("dataset_hash"),
+                    },
+                )
+                samples = partial / "samples"
+                samples.mkdir(exist_ok=True)
+                for i, img in enumerate(stages.sample_images(dataset_dir, N_SAMPLES)):
+                    shutil.copy2(img, samples / f"train_{i}{img.suffix}")
+            # train
+            if "train" not in done_info:
+                enter("train")
+                t0 = time.perf_counter()
+                info = stages.train(cfg, dataset_dir, partial / "model", job.seed) or {}
+                mark("train", {**info, "seconds": time.perf_counter() - t0})
+            # predict on every test set
+            if "predict" not in done_info:
+                enter("predict")
+                t0 = time.perf_counter()
+                per_set = {}
+                for ts in cfg.test_sets:
+                    t1 = time.perf_counter()
+                    stages.predict(
+                        cfg,
+                        partial / "model",
+                        run_dir / "testsets" / ts.name,
+                        partial / "preds" / f"{ts.name}.json",
+                    )
+                    per_set[ts.name] = time.perf_counter() - t1
+                mark("predict", {"seconds": time.perf_counter() - t0, "per_test_set": per_set})
+            # evaluate
+            enter("evaluate")
+            t0 = time.perf_counter()
+            metrics: dict[str, dict] = {}
+            for ts in cfg.test_sets:
+                cats = scored_categories(shared, ts.name)
+                gt = run_dir / "testsets" / ts.name / "gt.json"
+                metrics[ts.name] = {"categories": cats}
+                for iou in IOU_TYPES:
+                    pe = stages.per_image_eval(gt, partial / "preds" / f"{ts.name}.json", iou, cats)
+                    metrics[ts.name][iou] = pe.metrics()
+            write_json_atomic(partial / "metrics.json", metrics)
+            mark("evaluate", {"seconds": time.perf_counter() - t0})
+            seconds = time.perf_counter() - t_start  # this attempt; stage timings cover resumed stages
+            manifest = {
+                "id": job_id,
+                "condition": job.condition,
+                "seed": job.seed,
+                "status": "done",
+                "stages": stages.name,
+                "fake": stages.is_fake,
+                "config_hash": config_hash(cfg.to_dict()),
+                "train": {"preset": cfg.train.preset, "overrides": cfg.train.overrides},
+                "scene_seed": cfg.scenes.seed,
+                "inputs": {
+                    "scenes_hash": shared["scenes"].get("scenes_hash"),
+                    "dataset_hash": done_info["render"].get("dataset_hash"),
+                    "gt_hashes": {k: v.get("gt_hash") for k, v in shared["testsets"].items()},
+                },
+                "timings": {k: round(timings.get(k, 0.0), 3) for k in STAGES},
+                "render_cached": done_info["render"].get("cached", False),
+                "render_seconds": done_info["render"].get("render_seconds", 0.0),
+                "seconds": round(sum(timings.get(k, 0.0) for k in STAGES), 3),
+                "attempt_seconds": round(seconds, 3),
+                "versions": versions(),
+                "host": socket.gethostname(),
+                "started": started,
+                "finished": time.time(),
+            }
+            write_json_atomic(partial / "manifest.json", manifest)
+            running.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                (jobs_dir / f"{job_id}.failed.json").unlink()
+            try:
+                os.replace(partial, final)
+            except OSError:
+                if not (final / "manifest.json").is_file():
+                    raise
+                shutil.rmtree(partial, ignore_errors=True)
+            return {"id": job_id, "status": "done", "seconds": manifest["seconds"], "error": None}
+    except Exception as exc:
+        err = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        write_json_atomic(
+            jobs_dir / f"{job_id}.failed.json",
+            {
+                "id": job_id,
+                "stage": stage,
+                "error": err,
+                "traceback": traceback.format_exc(),
+                "time": time.time(),
+            },
+        )
+        running.unlink(missing_ok=True)
+        return {"id": job_id, "status": "failed", "seconds": time.perf_counter() - t_start, "error": err}
+    except BaseException:  # interrupted: leave the partial folder to resume, drop the marker
+        running.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------- the study
+def pending_jobs(run_dir: str | Path) -> list[str]:
+    """Planned jobs that are not finished and not running elsewhere (failed ones are retried)."""
+    return [s.id for s in job_states(run_dir) if s.state in ("left", "failed")]
+
+
+def run_study(
+    run_dir: str | Path,
+    cfg: StudyConfig | None = None,
+    executor: Any = None,
+    report: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) a study: prepare shared inputs, run the pending jobs, collect, report.
+
+    Args:
+        run_dir: Output folder (created; an existing study folder resumes).
+        cfg: Configuration; None = resume with the stored one.
+        executor: An executor from :mod:`twingap.study.executors` (default: local process pool
+            with ``cfg.executor.workers`` workers).
+        report: Write the report when every job has finished (or failed).
+        progress: Show a progress bar.
+
+    Returns:
+        ``{"done": n, "failed": [ids], "left": [ids], "report": path or None}``.
+    """
+    from twingap.study.executors import LocalExecutor
+
+    run_dir = Path(run_dir)
+    cfg = init_run(run_dir, cfg)
+    stages = load_stages(cfg.stages)
+    t0 = time.perf_counter()
+    prepare_shared(run_dir, cfg, stages)
+    todo = pending_jobs(run_dir)
+    executor = executor or LocalExecutor(cfg.executor.workers)
+    results: list[dict] = []
+    if todo:
+        results = executor.run(run_dir, todo, progress=progress)
+    states = job_states(run_dir)
+    failed = [s.id for s in states if s.state == "failed"]
+    left = [s.id for s in states if s.state in ("left", "running")]
+    done = sum(s.state == "done" for s in states)
+    write_json_atomic(
+        run_dir / "results" / "last_session.json",
+        {
+            "seconds": time.perf_counter() - t0,
+            "ran": [r["id"] for r in results],
+            "failed": failed,
+            "left": left,
+        },
+    )
+    out: dict[str, Any] = {"done": done, "failed": failed, "left": left, "report": None}
+    if report and done and not left:
+        from twingap.study.report import write_report
+
+        out["report"] = write_report(run_dir)
+    return out
