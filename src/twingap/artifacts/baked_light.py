@@ -55,12 +55,16 @@ def jitter_direction(d: np.ndarray, max_deg: float, rng: np.random.Generator) ->
     return out / np.linalg.norm(out)
 
 
-def visibility(points: np.ndarray, occluders: np.ndarray, direction: np.ndarray, cell: float) -> np.ndarray:
-    """Whether each point sees along ``direction`` (unit) past the occluder samples.
+def visibility(
+    points: np.ndarray, normals: np.ndarray, occluders: np.ndarray, direction: np.ndarray, cell: float
+) -> np.ndarray:
+    """Whether each surface point sees along ``direction`` (unit) past the occluder samples.
 
     An orthographic height map along ``direction`` keeps, per grid cell of size ``cell``
-    (metres), the highest occluder; a point is visible when it is within ``2 cell`` of that
-    height in its own cell and its 4-neighbourhood's.
+    (metres), the highest occluder (2x2 neighbourhood max, to close sub-cell gaps between the
+    splatted samples). A point is visible when, moved ``3 cell`` out along its normal
+    (normal-offset shadow mapping: this clears its own surface by ``3 cell / cos`` whatever the
+    slope), it is within ``cell`` of the height in its cell.
 
     Returns:
         (N,) bool.
@@ -70,17 +74,17 @@ def visibility(points: np.ndarray, occluders: np.ndarray, direction: np.ndarray,
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(direction, e1)
     basis = np.stack([e1, e2], axis=1)
+    query = points + 3.0 * cell * normals
     o2 = occluders @ basis
-    p2 = points @ basis
-    lo = np.minimum(o2.min(0), p2.min(0))
-    shape = (np.ceil((np.maximum(o2.max(0), p2.max(0)) - lo) / cell).astype(np.int64) + 1).tolist()
+    q2 = query @ basis
+    lo = np.minimum(o2.min(0), q2.min(0))
+    shape = (np.ceil((np.maximum(o2.max(0), q2.max(0)) - lo) / cell).astype(np.int64) + 1).tolist()
     oc = np.floor((o2 - lo) / cell).astype(np.int64)
     height = np.full(shape, -np.inf)
     np.maximum.at(height, (oc[:, 0], oc[:, 1]), occluders @ direction)
-    # a neighbourhood max hides sub-cell gaps between splatted samples
     height = ndimage.maximum_filter(height, size=2, mode="nearest")
-    pc = np.floor((p2 - lo) / cell).astype(np.int64)
-    return points @ direction >= height[pc[:, 0], pc[:, 1]] - 2.0 * cell
+    qc = np.floor((q2 - lo) / cell).astype(np.int64)
+    return query @ direction >= height[qc[:, 0], qc[:, 1]] - cell
 
 
 def rasterize_uv(
@@ -158,32 +162,56 @@ def rasterize_uv(
     return img
 
 
+def _spread_bits(x: np.ndarray, n_bits: int) -> np.ndarray:
+    out = np.zeros_like(x)
+    for b in range(n_bits):
+        out |= ((x >> b) & 1) << (3 * b)
+    return out
+
+
+def _morton_decode_2d(code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.zeros_like(code)
+    y = np.zeros_like(code)
+    for b in range(32):
+        x |= ((code >> (2 * b)) & 1) << b
+        y |= ((code >> (2 * b + 1)) & 1) << b
+    return x, y
+
+
 def per_triangle_atlas(asset: Asset, atlas_px: int) -> Asset:
     """Give an untextured asset its own UV atlas filled with its uniform colour.
 
-    Every face gets three fresh vertices (``3 F`` vertices, face ``i`` = vertices ``3i..3i+2``)
-    and half of a square cell of the atlas (two faces per cell, one texel of padding).
+    Every face gets three fresh vertices (``3 F`` vertices, face ``i`` = vertices ``3i..3i+2``;
+    the face order is kept) and half of a rectangular atlas cell (two faces per cell, one texel
+    of padding). Faces are assigned to cells along a 3-D Morton curve of their centroids and
+    cells are laid out along a 2-D Morton curve, so neighbouring cells hold neighbouring faces
+    and texture filtering (mip-maps) mixes similar shading rather than random faces.
     """
     n_faces = len(asset.faces)
     n_cells = (n_faces + 1) // 2
-    grid = int(np.ceil(np.sqrt(n_cells)))
-    cell = atlas_px / grid
-    if cell < 4:
+    bits = max(1, int(np.ceil(np.log2(n_cells))))
+    gx, gy = 2 ** ((bits + 1) // 2), 2 ** (bits // 2)
+    cw, ch = atlas_px / gx, atlas_px / gy
+    if min(cw, ch) < 4:
         raise TwingapError(
             f"baked light: {n_faces} faces do not fit a {atlas_px} px per-triangle atlas; raise atlas_px"
         )
+    centroids = asset.vertices[asset.faces].mean(axis=1)
+    lo, hi = centroids.min(0), centroids.max(0)
+    q = np.clip(((centroids - lo) / np.maximum(hi - lo, 1e-12) * 1023).astype(np.int64), 0, 1023)
+    key = _spread_bits(q[:, 0], 10) | (_spread_bits(q[:, 1], 10) << 1) | (_spread_bits(q[:, 2], 10) << 2)
+    rank = np.empty(n_faces, dtype=np.int64)
+    rank[np.argsort(key, kind="stable")] = np.arange(n_faces)
+    cx, cy = _morton_decode_2d(rank // 2)
     pad, gap = 1.0, 1.0
-    k = np.arange(n_faces)
-    c = k // 2
-    cx, cy = (c % grid) * cell, (c // grid) * cell
-    lo, hi = pad, cell - pad
-    # corners in pixel coordinates (x right, y down); upper-left / lower-right halves of the cell
-    a = np.array([[lo, lo], [hi - gap, lo], [lo, hi - gap]])
-    b = np.array([[hi, hi], [lo + gap, hi], [hi, lo + gap]])
-    corners = np.where((k % 2 == 0)[:, None, None], a[None], b[None]) + np.stack([cx, cy], 1)[:, None, :]
-    uv = np.empty((n_faces, 3, 2))
-    uv[..., 0] = corners[..., 0] / atlas_px
-    uv[..., 1] = 1.0 - corners[..., 1] / atlas_px
+    ax = np.array([pad, cw - pad - gap, pad])
+    ay = np.array([pad, pad, ch - pad - gap])
+    bx = np.array([cw - pad, pad + gap, cw - pad])
+    by = np.array([ch - pad, ch - pad, pad + gap])
+    first = (rank % 2 == 0)[:, None]
+    px = np.where(first, ax[None], bx[None]) + (cx * cw)[:, None]
+    py = np.where(first, ay[None], by[None]) + (cy * ch)[:, None]
+    uv = np.stack([px / atlas_px, 1.0 - py / atlas_px], axis=-1)
     colour = asset.texture.reshape(-1, 3)[0]
     texture = np.broadcast_to(colour, (atlas_px, atlas_px, 3)).copy()
     return asset.replace(
@@ -206,12 +234,12 @@ def vertex_shading(asset: Asset, params: dict, rng: np.random.Generator) -> tupl
     merged_faces = inverse[asset.faces]
     normals = vertex_normals(positions, merged_faces)
     light = jitter_direction(
-        np.asarray(params.get("light_from", [0.3, -0.4, 0.87]), dtype=np.float64),
+        np.asarray(params.get("light_from", [0.6, -0.5, 0.6]), dtype=np.float64),
         float(params.get("jitter_deg", 25.0)),
         rng,
     )
-    floor = float(params.get("floor", 0.35))
-    gain = float(params.get("gain", 1.15))
+    floor = float(params.get("floor", 0.4))
+    gain = float(params.get("gain", 1.35))
     ao_strength = float(params.get("ao_strength", 1.0))
     n_dirs = int(params.get("ao_dirs", 48))
     if not 0 <= floor <= 1 or gain <= 0 or ao_strength < 0 or n_dirs < 0:
@@ -223,7 +251,7 @@ def vertex_shading(asset: Asset, params: dict, rng: np.random.Generator) -> tupl
     occluders = np.concatenate([positions, tri.mean(axis=1)])
     lambert = np.clip(normals @ light, 0.0, None)
     if params.get("shadow", True):
-        lambert = lambert * visibility(positions, occluders, light, cell)
+        lambert = lambert * visibility(positions, normals, occluders, light, cell)
     ao = np.ones(len(positions))
     if n_dirs > 0:
         num = np.zeros(len(positions))
@@ -234,7 +262,7 @@ def vertex_shading(asset: Asset, params: dict, rng: np.random.Generator) -> tupl
             if not front.any():
                 continue
             vis = np.zeros(len(positions), dtype=bool)
-            vis[front] = visibility(positions[front], occluders, d, cell)
+            vis[front] = visibility(positions[front], normals[front], occluders, d, cell)
             num += w * vis
             den += w
         ao = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
