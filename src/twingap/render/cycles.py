@@ -265,6 +265,24 @@ def composite(
 # In-process rendering with bpy
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Send Blender's per-tile progress lines (written to fd 1) to /dev/null unless debugging."""
+    if os.environ.get("TWINGAP_DEBUG"):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _cycles_seed(seed: int) -> int:
     return int(seed) % (2**31 - 1)
 
@@ -552,7 +570,8 @@ class _BlenderSession:
         bg_mat = self._build(scene, assets)
         bs = bpy.context.scene
         # pass 1: path-traced colour
-        bpy.ops.render.render(write_still=False)
+        with _quiet_stdout():
+            bpy.ops.render.render(write_still=False)
         rgba = self._read_exr("rgba", 4)
         for slot in ("depth", "index"):
             (self._tmp / f"{slot}0001.exr").unlink(missing_ok=True)
@@ -565,7 +584,8 @@ class _BlenderSession:
         c.seed = 0
         if bg_mat is not None:
             bg_mat.node_tree.nodes["ids_pass"].outputs[0].default_value = 1.0
-        bpy.ops.render.render(write_still=False)
+        with _quiet_stdout():
+            bpy.ops.render.render(write_still=False)
         centre = self._read_exr("rgba", 3)
         depth = self._read_exr("depth", 1)[..., 0]
         index = self._read_exr("index", 1)[..., 0]
