@@ -24,9 +24,9 @@ W, H = 64, 48
 K = np.array([[52.0, 0.0, 30.3], [0.0, 55.0, 20.7], [0.0, 0.0, 1.0]])  # non-centred principal point
 
 
-@pytest.fixture(scope="module")
-def renderer():
-    r = get_renderer("raster", width=W, height=H)
+@pytest.fixture(scope="module", params=[4, 1], ids=["msaa4", "single-pass"])
+def renderer(request):
+    r = get_renderer("raster", width=W, height=H, msaa=request.param)
     assert isinstance(r, Renderer)
     yield r
     r.release()
@@ -198,7 +198,7 @@ def test_rgb_is_antialiased_ids_are_not(renderer):
     res = renderer.render(sc, {"q": quad(-0.2, -0.2, 0.2, 0.2)})
     assert set(np.unique(res.instance_ids).tolist()) == {0, 1}
     grey = res.rgb[..., 0]
-    assert np.any((grey > 20) & (grey < 235))
+    assert np.any((grey > 20) & (grey < 235)) == (renderer.msaa > 1)
 
 
 def digest(res) -> str:
@@ -209,7 +209,7 @@ def digest(res) -> str:
 
 
 def test_deterministic_and_seeded_noise(renderer):
-    other = get_renderer("raster", width=W, height=H)
+    other = get_renderer("raster", width=W, height=H, msaa=renderer.msaa)
     try:
         assets = {"holey": grid_with_hole(), "q": pixel_rect(3, 3, 20, 20, 2.0)}
         objs = [ObjectSpec("holey", 1, np.eye(4)), ObjectSpec("q", 2, np.eye(4))]

@@ -93,6 +93,7 @@ _FRAG_COLOR = f"""
 #define MAX_LIGHTS {MAX_LIGHTS}
 uniform sampler2D u_tex;
 uniform int u_unlit;
+uniform int u_id;
 uniform float u_ambient;
 uniform int u_nlights;
 uniform int u_ltype[MAX_LIGHTS];      // 0 directional, 1 point
@@ -107,6 +108,8 @@ in vec3 v_normal;
 in vec2 v_uv;
 layout(location = 0) out vec4 out_lit;
 layout(location = 1) out vec4 out_pass;
+layout(location = 2) out int out_id;      // only attached without MSAA (single-pass mode)
+layout(location = 3) out float out_z;
 
 vec3 linear_to_srgb(vec3 c) {{
     c = clamp(c, 0.0, 1.0);
@@ -114,6 +117,8 @@ vec3 linear_to_srgb(vec3 c) {{
 }}
 
 void main() {{
+    out_id = u_id;
+    out_z = v_zcam;
     vec3 albedo = texture(u_tex, v_uv).rgb;   // sRGB texture: GL returns linear values
     if (u_unlit != 0) {{
         out_lit = vec4(0.0);
@@ -303,25 +308,31 @@ class RasterRenderer:
         self._t_z = ctx.texture(size, 1, dtype="f4")
         self._rb_depth = ctx.depth_renderbuffer(size)
         self._fbo_id = ctx.framebuffer([self._t_id, self._t_z], self._rb_depth)
-        samples = self.msaa if self.msaa > 1 else 0
-        self._rb_lit = ctx.renderbuffer(size, 4, samples=samples, dtype="f4")
-        self._rb_pass = ctx.renderbuffer(size, 4, samples=samples, dtype="f2")
-        self._rb_cdepth = ctx.depth_renderbuffer(size, samples=samples)
-        self._fbo_color = ctx.framebuffer([self._rb_lit, self._rb_pass], self._rb_cdepth)
         self._t_lit = ctx.texture(size, 4, dtype="f4")
         self._t_pass = ctx.texture(size, 4, dtype="f2")
-        self._fbo_resolve = ctx.framebuffer([self._t_lit, self._t_pass])
         for t in (self._t_lit, self._t_pass):
             t.filter = (ctx.NEAREST, ctx.NEAREST)
+        if self.msaa > 1:
+            self._rb_lit = ctx.renderbuffer(size, 4, samples=self.msaa, dtype="f4")
+            self._rb_pass = ctx.renderbuffer(size, 4, samples=self.msaa, dtype="f2")
+            self._rb_cdepth = ctx.depth_renderbuffer(size, samples=self.msaa)
+            self._fbo_color = ctx.framebuffer([self._rb_lit, self._rb_pass], self._rb_cdepth)
+            self._fbo_resolve = ctx.framebuffer([self._t_lit, self._t_pass])
+            extra = [self._rb_lit, self._rb_pass, self._rb_cdepth, self._fbo_resolve]
+        else:  # one pass writes colour, ids and depth
+            self._fbo_color = ctx.framebuffer(
+                [self._t_lit, self._t_pass, self._t_id, self._t_z], self._rb_depth
+            )
+            self._fbo_resolve = self._fbo_color
+            extra = []
         self._t_out = ctx.texture(size, 4, dtype="f1")
         self._t_outf = ctx.texture(size, 4, dtype="f4")
         self._fbo_out = ctx.framebuffer([self._t_out])
         self._fbo_outf = ctx.framebuffer([self._t_outf])
         self._targets = [
             self._fbo_id, self._t_id, self._t_z, self._rb_depth,
-            self._fbo_color, self._rb_lit, self._rb_pass, self._rb_cdepth,
-            self._fbo_resolve, self._t_lit, self._t_pass,
-            self._fbo_out, self._t_out, self._fbo_outf, self._t_outf,
+            self._fbo_color, self._t_lit, self._t_pass,
+            self._fbo_out, self._t_out, self._fbo_outf, self._t_outf, *extra,
         ]  # fmt: skip
         self._size = size
 
@@ -456,18 +467,14 @@ class RasterRenderer:
         ctx.enable(ctx.DEPTH_TEST)
         ctx.disable(ctx.CULL_FACE | ctx.BLEND)
 
-        # pass 1: ids + planar depth, one sample per pixel
-        self._fbo_id.use()
-        self._fbo_id.clear(depth=1.0)
-        self._prog_id["u_proj"].write(mat(proj))
-        for mesh, world_T_obj, inst in draws:
-            self._prog_id["u_cam_T_obj"].write(mat(cam_T_world @ world_T_obj))
-            self._prog_id["u_id"].value = inst
-            mesh.vao_id.render()
-        ids = np.frombuffer(self._fbo_id.read(components=1, attachment=0, dtype="i4"), np.int32)
-        depth = np.frombuffer(self._fbo_id.read(components=1, attachment=1, dtype="f4"), np.float32)
-        ids = ids.reshape(H, W).copy()
-        depth = depth.reshape(H, W).copy()
+        if self.msaa > 1:  # pass 1: ids + planar depth, one sample per pixel
+            self._fbo_id.use()
+            self._fbo_id.clear(depth=1.0)
+            self._prog_id["u_proj"].write(mat(proj))
+            for mesh, world_T_obj, inst in draws:
+                self._prog_id["u_cam_T_obj"].write(mat(cam_T_world @ world_T_obj))
+                self._prog_id["u_id"].value = inst
+                mesh.vao_id.render()
 
         # pass 2: colour, MSAA
         p = self._prog_color
@@ -504,9 +511,15 @@ class RasterRenderer:
             p["u_cam_T_obj"].write(mat(cam_T_world @ world_T_obj))
             p["u_world_T_obj"].write(mat(world_T_obj))
             p["u_unlit"].value = int(inst == 0 and unlit_bg)
+            p["u_id"].value = inst
             mesh.texture.use(0)
             mesh.vao_color.render()
-        ctx.copy_framebuffer(self._fbo_resolve, self._fbo_color)
+        if self.msaa > 1:
+            ctx.copy_framebuffer(self._fbo_resolve, self._fbo_color)
+        ids = np.frombuffer(self._fbo_id.read(components=1, attachment=0, dtype="i4"), np.int32)
+        depth = np.frombuffer(self._fbo_id.read(components=1, attachment=1, dtype="f4"), np.float32)
+        ids = ids.reshape(H, W).copy()
+        depth = depth.reshape(H, W).copy()
 
         # pass 3: response + background
         ctx.disable(ctx.DEPTH_TEST)
