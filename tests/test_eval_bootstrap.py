@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from twingap.evaluate.bootstrap import PerImageEval, bootstrap_ci, paired_bootstrap_delta
-from twingap.evaluate.coco_map import evaluate_coco
+from twingap.evaluate.coco_map import evaluate_coco, run_cocoeval
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,11 @@ def test_reaccumulated_ap_equals_coco_exactly(sample_gt, preds_ab, iou_type):
         ref = evaluate_coco(sample_gt, preds, iou_types=[iou_type], backend=backend)[iou_type]
         assert pe.ap() == ref["AP"]
         assert pe.ap50() == ref["AP50"]
+    # the full precision array too: (T, R, K) at area all, 100 dets
+    ev = run_cocoeval(sample_gt, preds, iou_type, backend="pycocotools")
+    np.testing.assert_array_equal(
+        pe.precision(np.ones(pe.num_images, int))[0], ev.eval["precision"][:, :, :, 0, -1]
+    )
     cats = [2, 5, 10, 14]
     pe_c = PerImageEval.from_coco(sample_gt, preds, iou_type, cat_ids=cats)
     ref = evaluate_coco(sample_gt, preds, iou_types=[iou_type], cat_ids=cats, backend="pycocotools")

@@ -170,46 +170,50 @@ class PerImageEval:
             (B, T, R, K) float64 precision; -1 where a category has no (weighted) ground truth.
         """
         W = np.atleast_2d(np.asarray(weights, dtype=np.int64))
-        B = len(W)
-        T, R, K = len(self.iou_thrs), len(self.rec_thrs), len(self._records)
-        out = np.full((B, T, R, K), -1.0)
-        for k, rec in enumerate(self._records):
-            npig_all = W @ rec.gt_count  # (B,)
+        ks = list(range(len(self._records)))
+        return np.concatenate(
+            [self._precision_batch(W[b0 : b0 + batch], ks) for b0 in range(0, len(W), batch)]
+        )
+
+    def _precision_batch(self, Wb: np.ndarray, ks: list[int]) -> np.ndarray:
+        """(nb, T, R, len(ks)) precision of categories ``ks`` for (nb, I) weights."""
+        nb = len(Wb)
+        T, R = len(self.iou_thrs), len(self.rec_thrs)
+        out = np.full((nb, T, R, len(ks)), -1.0)
+        for kk, k in enumerate(ks):
+            rec = self._records[k]
+            npig = Wb @ rec.gt_count  # (nb,)
             D = len(rec.det_img)
-            for b0 in range(0, B, batch):
-                Wb = W[b0 : b0 + batch]
-                npig = npig_all[b0 : b0 + batch]
-                nb = len(Wb)
-                valid = npig > 0
-                if not np.any(valid):
-                    continue
-                if D == 0:
-                    out[b0 : b0 + nb, :, :, k][valid] = 0.0
-                    continue
-                w = Wb[:, rec.det_img]  # (nb, D)
-                tpc = np.cumsum(w[:, None, :] * rec.tp[None], axis=2)  # (nb, T, D) int64
-                fpc = np.cumsum(w[:, None, :] * rec.fp[None], axis=2)
-                tpf = tpc.astype(np.float64)
-                pr = tpf / (fpc.astype(np.float64) + tpf + np.spacing(1))
-                env = np.maximum.accumulate(pr[:, :, ::-1], axis=2)[:, :, ::-1]
-                # first rank j with recall tpc[j] / npig >= r  <=>  tpc[j] >= m_r, with m_r the smallest
-                # integer m such that float(m / npig) >= r (the same float division as COCO's rc)
-                m = np.zeros((nb, R), dtype=np.int64)
-                for n in np.unique(npig[valid]):
-                    levels = np.arange(n + 1, dtype=np.float64) / n
-                    m[npig == n] = np.searchsorted(levels, self.rec_thrs, side="left")
-                span = int(tpc.max(initial=0)) + int(m.max(initial=0)) + 2
-                offsets = np.arange(nb * T, dtype=np.int64) * span
-                flat = (tpc.reshape(nb * T, D) + offsets[:, None]).ravel()
-                query = (np.repeat(m, T, axis=0) + offsets[:, None]).ravel()  # (nb*T*R,)
-                pos = np.searchsorted(flat, query, side="left").reshape(nb * T, R)
-                local = pos - (np.arange(nb * T) * D)[:, None]
-                inside = local < D
-                env2 = env.reshape(nb * T, D)
-                q = np.where(inside, np.take_along_axis(env2, np.minimum(local, D - 1), axis=1), 0.0)
-                q = q.reshape(nb, T, R)
-                q[~valid] = -1.0
-                out[b0 : b0 + nb, :, :, k] = q
+            valid = npig > 0
+            if not np.any(valid):
+                continue
+            if D == 0:
+                out[valid, :, :, kk] = 0.0
+                continue
+            w = Wb[:, rec.det_img]  # (nb, D)
+            tpc = np.cumsum(w[:, None, :] * rec.tp[None], axis=2)  # (nb, T, D) int64
+            fpc = np.cumsum(w[:, None, :] * rec.fp[None], axis=2)
+            tpf = tpc.astype(np.float64)
+            pr = tpf / (fpc.astype(np.float64) + tpf + np.spacing(1))  # as COCO: tp / (fp + tp + eps)
+            env = np.maximum.accumulate(pr[:, :, ::-1], axis=2)[:, :, ::-1]
+            # first rank j with recall tpc[j] / npig >= r  <=>  tpc[j] >= m_r, with m_r the smallest
+            # integer m such that float(m / npig) >= r (the same float division as COCO's rc)
+            m = np.zeros((nb, R), dtype=np.int64)
+            for n in np.unique(npig[valid]):
+                levels = np.arange(n + 1, dtype=np.float64) / n
+                m[npig == n] = np.searchsorted(levels, self.rec_thrs, side="left")
+            # one searchsorted for all (resample, threshold) rows: shift row r by r * span (exact ints)
+            span = int(tpc.max(initial=0)) + int(m.max(initial=0)) + 2
+            offsets = np.arange(nb * T, dtype=np.int64) * span
+            flat = (tpc.reshape(nb * T, D) + offsets[:, None]).ravel()
+            query = (np.repeat(m, T, axis=0) + offsets[:, None]).ravel()  # (nb*T*R,)
+            pos = np.searchsorted(flat, query, side="left").reshape(nb * T, R)
+            local = pos - (np.arange(nb * T) * D)[:, None]
+            env2 = env.reshape(nb * T, D)
+            q = np.where(local < D, np.take_along_axis(env2, np.minimum(local, D - 1), axis=1), 0.0)
+            q = q.reshape(nb, T, R)
+            q[~valid] = -1.0
+            out[:, :, :, kk] = q
         return out
 
     @staticmethod
@@ -220,9 +224,16 @@ class PerImageEval:
 
     def ap_from_weights(self, weights: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """mAP@[.5:.95] and AP50 for each row of (B, I) weights; each (B,) float64 (NaN if no GT)."""
-        P = self.precision(weights, batch=batch)
-        ap = np.array([self._coco_mean(P[b]) for b in range(len(P))])
-        ap50 = np.array([self._coco_mean(P[b, self._t50]) for b in range(len(P))])
+        W = np.atleast_2d(np.asarray(weights, dtype=np.int64))
+        # categories without any ground truth are -1 in every resample: COCO's mean skips them
+        ks = [k for k, r in enumerate(self._records) if r.gt_count.sum() > 0]
+        ap = np.full(len(W), np.nan)
+        ap50 = np.full(len(W), np.nan)
+        for b0 in range(0, len(W), batch):
+            P = self._precision_batch(W[b0 : b0 + batch], ks)
+            for j in range(len(P)):
+                ap[b0 + j] = self._coco_mean(P[j])
+                ap50[b0 + j] = self._coco_mean(P[j, self._t50])
         return ap, ap50
 
     def ap(self, image_indices: Sequence[int] | np.ndarray | None = None) -> float:
