@@ -90,3 +90,11 @@ def test_frames_to_coco_in_memory(ycbv_root):
     # non-numeric frame ids fall back to 1..N
     frames[0].frame_id, frames[1].frame_id = "a/x", "a/y"
     assert [im["id"] for im in frames_to_coco(frames)["images"]] == [1, 2]
+
+
+def test_unknown_object_ids_get_categories(ycbv_root):
+    frames = load_ycbv(ycbv_root, videos=["0000"], frames=["000001"], load_depth=False)
+    frames[0].obj_ids = np.array([8, 14, 42])
+    gt = validate_gt(frames_to_coco(frames))
+    cats = {c["id"]: c["name"] for c in gt["categories"]}
+    assert len(cats) == 22 and cats[42] == "obj_000042" and cats[8] == "009_gelatin_box"

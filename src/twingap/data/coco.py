@@ -36,9 +36,16 @@ from twingap.errors import TwingapError
 DEFAULT_MIN_VISIBLE_PX = 100
 
 
-def ycbv_categories() -> list[dict[str, Any]]:
-    """Return the COCO ``categories`` list of the 21 YCB-Video objects (ids 1..21)."""
-    return [{"id": i, "name": n, "supercategory": "ycbv"} for i, n in sorted(YCBV_NAMES.items())]
+def ycbv_categories(extra_ids: Sequence[int] = ()) -> list[dict[str, Any]]:
+    """Return the COCO ``categories`` of the 21 YCB-Video objects (ids 1..21) plus any ``extra_ids``.
+
+    Extra ids (objects of other BOP datasets) are named ``obj_XXXXXX``.
+    """
+    ids = sorted(set(YCBV_NAMES) | {int(i) for i in extra_ids})
+    return [
+        {"id": i, "name": class_name(i), "supercategory": "ycbv" if i in YCBV_NAMES else "object"}
+        for i in ids
+    ]
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -152,7 +159,8 @@ def frames_to_coco(
 
     Returns:
         A dict with ``info``, ``images``, ``annotations`` and ``categories`` (all 21 YCB-Video
-        objects), loadable by pycocotools ``COCO``. Deterministic for the same frames.
+        objects, plus ``obj_XXXXXX`` for any other object id present), loadable by pycocotools
+        ``COCO``. Deterministic for the same frames.
     """
     images, annotations = [], []
     next_ann = 1
@@ -182,7 +190,7 @@ def frames_to_coco(
         "info": {"description": description, "min_visible_px": int(min_visible_px)},
         "images": images,
         "annotations": annotations,
-        "categories": ycbv_categories(),
+        "categories": ycbv_categories(sorted({int(a["category_id"]) for a in annotations})),
     }
 
 
