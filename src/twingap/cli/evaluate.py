@@ -91,7 +91,7 @@ def eval_command(
     ] = "faster",
 ) -> None:
     """Score predictions: bbox and segm AP, AP50, AP75, APs/APm/APl and per-category AP."""
-    from twingap.data.coco import load_gt, load_predictions
+    from twingap.data.coco import load_gt, load_predictions, validate_predictions
     from twingap.errors import TwingapError
     from twingap.evaluate.coco_map import IOU_TYPES, COCOEvaluator
     from twingap.io import sha256_file, write_json_atomic
@@ -107,7 +107,7 @@ def eval_command(
     preds = load_predictions(pred, gt_dict, iou_types=types)
     if not iou_type and all(isinstance(d.get("segmentation"), dict) for d in preds):
         types = ["bbox", "segm"]
-        preds = load_predictions(pred, gt_dict, iou_types=types)
+        preds = validate_predictions(preds, gt_dict, pred, iou_types=types)
     if backend not in ("faster", "pycocotools"):
         raise TwingapError(f"unknown --backend {backend!r} (faster or pycocotools)")
     evaluator = COCOEvaluator(gt_dict, iou_types=types, cat_ids=_parse_cat_ids(cat_ids), backend=backend)
