@@ -220,3 +220,53 @@ def test_scene_file_round_trip_renders_same(dataset, library, tmp_path):
     save_scenes(tmp_path / "scenes.json", make_scenes())
     out = render_dataset(load_scenes(tmp_path / "scenes.json"), tmp_path / "rt", library, progress=False)
     assert tree_digest(out) == tree_digest(dataset)
+
+
+# ----------------------------------------------------------------------------- CLI
+def _write_scene_dicts(path: Path, dicts: list[dict]) -> Path:
+    path.write_text(json.dumps(dicts))
+    return path
+
+
+def test_cli_render_writes_dataset(dataset, library, tmp_path, capsys):
+    from twingap.cli import main
+
+    save_scenes(tmp_path / "scenes.json", make_scenes())
+    out = tmp_path / "cli_ds"
+    args = ["render", str(tmp_path / "scenes.json"), "-o", str(out), "--models", str(library.root)]
+    assert main([*args, "--no-progress"]) == 0
+    assert "wrote 4 images, 9 annotations" in capsys.readouterr().out
+    assert tree_digest(out) == tree_digest(dataset)
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("not_rotation", "not a rotation"),
+        ("no_model", "has no model"),
+        ("no_K", "intrinsics K missing"),
+        ("bad_condition", "unknown condition"),
+        ("missing_file", "file not found"),
+    ],
+)
+def test_cli_bad_input_one_line_exit_2(library, tmp_path, capsys, breakage, message):
+    from twingap.cli import main
+
+    dicts = [s.to_dict() for s in make_scenes(2)]
+    extra = []
+    if breakage == "not_rotation":
+        dicts[1]["objects"][0]["world_T_obj"][0][0] = 2.0
+    elif breakage == "no_model":
+        dicts[0]["objects"][1]["model"] = "999_unicorn"
+    elif breakage == "no_K":
+        del dicts[0]["camera"]["K"]
+    elif breakage == "bad_condition":
+        extra = ["--condition", "rust-9"]
+    path = _write_scene_dicts(tmp_path / "scenes.json", dicts)
+    if breakage == "missing_file":
+        path = tmp_path / "nothere.json"
+    code = main(["render", str(path), "-o", str(tmp_path / "o"), "--models", str(library.root), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o" / "coco.json").exists()
