@@ -331,9 +331,22 @@ def preset(name: str) -> StudyConfig:
             name="tiny",
             conditions=["clean", "texture-3"],
             seeds=[0],
-            test_sets=_sample_test_sets(),
-            scenes=ScenesConfig(twin_views=6, composed=6, width=160, height=120),
-            train=TrainSection(preset="tiny"),
+            test_sets=[
+                TestSetConfig(name="ycb-real", kind="twinned", max_frames=2),
+                TestSetConfig(name="held-out-0002", kind="heldout", videos=["0002"], max_frames=3),
+            ],
+            scenes=ScenesConfig(twin_views=4, composed=4, width=160, height=120, objects_per_scene=(2, 3)),
+            train=TrainSection(
+                preset="quick",
+                overrides={
+                    "iterations": 4,
+                    "batch_size": 2,
+                    "image_size": [160, 120],
+                    "aug_variants": 1,
+                    "warmup_iters": 1,
+                    "checkpoint_every": 2,
+                },
+            ),
             stats=StatsConfig(n_boot=200),
             executor=ExecutorConfig(workers=1, cpus_per_job=1),
         )

@@ -74,16 +74,17 @@ def artist_hours(cfg: StudyConfig) -> dict[str, float]:
         TwingapError: If an hour value is missing for a condition, negative or not a number.
     """
     hours: dict[str, Any] = {}
+    source: str | Path | None = Path(cfg.cost.artist_hours) if cfg.cost.artist_hours else None
     try:
         from twingap.artifacts.base import load_artist_hours
     except ImportError:
         hours.update(_FALLBACK_HOURS)
+        if source is not None:
+            hours.update(_hours_from_toml(source))
     else:
         hours.update(load_artist_hours())
-    source: str | Path | None = None
-    if cfg.cost.artist_hours:
-        source = Path(cfg.cost.artist_hours)
-        hours.update(_hours_from_toml(source))
+        if source is not None:
+            hours.update(load_artist_hours(source))
     hours.update(cfg.cost.hours)
     hours["clean"] = 0.0
     out: dict[str, float] = {}

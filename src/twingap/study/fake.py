@@ -32,15 +32,16 @@ def _unit(*keys: object) -> float:
 
 
 class FakePerImage:
-    """Per-image scores; ``ap(indices)`` is their mean (a stand-in for COCO re-accumulation)."""
+    """Per-image scores; ``ap_weights`` is their weighted mean (a stand-in for COCO re-accumulation)."""
 
     def __init__(self, scores: dict[str, np.ndarray]) -> None:
         self.scores = scores
         self.n_images = len(scores["AP"])
 
-    def ap(self, image_indices: np.ndarray) -> float:
-        """Mean per-image AP over the indices."""
-        return float(self.scores["AP"][np.asarray(image_indices)].mean())
+    def ap_weights(self, weights: np.ndarray) -> np.ndarray:
+        """Weighted mean per-image AP for each row of (B, I) draw counts."""
+        W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        return (W @ self.scores["AP"]) / W.sum(axis=1)
 
     def metrics(self) -> dict[str, float]:
         """Mean AP, AP50, AP75 over all images."""

@@ -29,8 +29,8 @@ class PerImage(Protocol):
 
     n_images: int
 
-    def ap(self, image_indices: np.ndarray) -> float:
-        """AP@[.5:.95] over the given (possibly repeated) image indices, in [0, 1]."""
+    def ap_weights(self, weights: np.ndarray) -> np.ndarray:
+        """(B,) AP@[.5:.95] in [0, 1] for (B, n_images) int image draw counts (a bootstrap batch)."""
         ...
 
     def metrics(self) -> dict[str, float]:

@@ -82,8 +82,27 @@ class SeedSpread:
 
 def _percentile_ci(samples: np.ndarray, ci: float) -> tuple[float, float]:
     a = (1 - ci) / 2
+    samples = samples[~np.isnan(samples)]
+    if samples.size == 0:
+        return math.nan, math.nan
     lo, hi = np.quantile(samples, [a, 1 - a])
     return float(lo), float(hi)
+
+
+def resample_weights(n_images: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n_images) int64 draw counts: each row a bootstrap resample of the images."""
+    idx = rng.integers(0, n_images, size=(n_boot, n_images))
+    W = np.zeros((n_boot, n_images), dtype=np.int64)
+    np.add.at(W, (np.repeat(np.arange(n_boot), n_images), idx.ravel()), 1)
+    return W
+
+
+def _draw_seeds(u: np.ndarray, seeds: list) -> np.ndarray:
+    """(B, len(seeds)) indices into ``seeds`` from shared uniforms ``u`` (B, >= len(seeds))."""
+    k = len(seeds)
+    if k == 1:
+        return np.zeros((len(u), 1), dtype=np.int64)
+    return np.minimum((u[:, :k] * k).astype(np.int64), k - 1)
 
 
 def paired_bootstrap(
@@ -95,72 +114,57 @@ def paired_bootstrap(
 ) -> dict[str, dict[str, object]]:
     """Bootstrap AP and the paired difference to ``reference`` over test images and seeds.
 
+    One replicate draws a multiset of test images (shared by every condition and seed) and, with
+    several seeds, a multiset of seeds (shared by a condition and the reference, so the pairing by
+    seed is kept); the replicate's difference is the mean over drawn seeds of
+    ``AP(condition, seed) - AP(reference, seed)`` on the drawn images.
+
     Args:
         evals: ``{condition: {seed: per-image evaluation}}`` on one test set and IoU type; every
             evaluation covers the same images in the same order.
         reference: The condition differences are taken against.
         n_boot: Bootstrap replicates.
-        ci: Two-sided interval level.
+        ci: Two-sided interval level (percentile intervals).
         seed: Seed of the resampler (the intervals are reproducible).
 
     Returns:
-        ``{condition: {"seeds", "ap", "ap_lo", "ap_hi", "delta", "delta_lo", "delta_hi",
-        "ap_per_seed", "delta_per_seed", "image_ci_half"}}`` in AP points; differences only for
-        seeds that both the condition and the reference have (NaN when there are none).
+        ``{condition: {"seeds", "ap", "ap_lo", "ap_hi", "ap_per_seed", "paired_seeds", "delta",
+        "delta_lo", "delta_hi", "delta_per_seed", "image_ci_half"}}`` in AP points; differences
+        use only seeds that both the condition and the reference have (NaN when there are none).
     """
     ref = evals.get(reference, {})
     any_eval = next(pe for per in evals.values() for pe in per.values())
     n = any_eval.n_images
-    all_idx = np.arange(n)
     rng = np.random.default_rng(seed)
+    W = resample_weights(n, n_boot, rng)
+    U = rng.random((n_boot, max(len(per) for per in evals.values())))
+    ones = np.ones((1, n), dtype=np.int64)
+    point = {c: {s: 100 * float(pe.ap_weights(ones)[0]) for s, pe in per.items()} for c, per in evals.items()}
+    boot = {
+        c: {s: 100 * np.asarray(pe.ap_weights(W), dtype=np.float64) for s, pe in per.items()}
+        for c, per in evals.items()
+    }
+    rows = np.arange(n_boot)[:, None]
     out: dict[str, dict[str, object]] = {}
-    point = {c: {s: 100 * pe.ap(all_idx) for s, pe in per.items()} for c, per in evals.items()}
-    conds = list(evals)
-    seeds_of = {c: sorted(evals[c]) for c in conds}
-    paired_of = {c: sorted(set(evals[c]) & set(ref)) for c in conds}
-    ap_boot = {c: np.empty(n_boot) for c in conds}
-    delta_boot = {c: np.empty(n_boot) for c in conds}
-    img_only = {c: np.empty(n_boot) for c in conds}  # first seed only, images resampled
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        seed_draw = rng.random(64)  # the same seed resampling for every condition in this replicate
-        cache: dict[tuple[str, int], float] = {}
-
-        def ap_at(c: str, s: int, idx: np.ndarray = idx, cache: dict = cache) -> float:
-            key = (c, s)
-            if key not in cache:
-                cache[key] = 100 * evals[c][s].ap(idx)
-            return cache[key]
-
-        for c in conds:
-            seeds = seeds_of[c]
-            drawn = [seeds[int(u * len(seeds))] for u in seed_draw[: len(seeds)]] if len(seeds) > 1 else seeds
-            ap_boot[c][b] = np.mean([ap_at(c, s) for s in drawn])
-            img_only[c][b] = ap_at(c, seeds[0])
-            paired = paired_of[c]
-            if paired:
-                drawn_p = (
-                    [paired[int(u * len(paired))] for u in seed_draw[: len(paired)]]
-                    if len(paired) > 1
-                    else paired
-                )
-                delta_boot[c][b] = np.mean([ap_at(c, s) - ap_at(reference, s) for s in drawn_p])
-            else:
-                delta_boot[c][b] = math.nan
-    for c in conds:
-        paired = paired_of[c]
-        ap_lo, ap_hi = _percentile_ci(ap_boot[c], ci)
-        i_lo, i_hi = _percentile_ci(img_only[c], ci)
+    for c, per in evals.items():
+        seeds = sorted(per)
+        M = np.stack([boot[c][s] for s in seeds], axis=1)  # (B, S)
+        ap_b = np.nanmean(M[rows, _draw_seeds(U, seeds)], axis=1)
+        ap_lo, ap_hi = _percentile_ci(ap_b, ci)
+        i_lo, i_hi = _percentile_ci(M[:, 0], ci)
+        paired = sorted(set(per) & set(ref))
         if paired:
+            D = np.stack([boot[c][s] - boot[reference][s] for s in paired], axis=1)
+            d_b = np.nanmean(D[rows, _draw_seeds(U, paired)], axis=1)
+            d_lo, d_hi = _percentile_ci(d_b, ci)
             d_seed = [point[c][s] - point[reference][s] for s in paired]
-            d_lo, d_hi = _percentile_ci(delta_boot[c], ci)
             d = float(np.mean(d_seed))
         else:
             d_seed, d, d_lo, d_hi = [], math.nan, math.nan, math.nan
         out[c] = {
-            "seeds": seeds_of[c],
-            "ap": float(np.mean([point[c][s] for s in seeds_of[c]])),
-            "ap_per_seed": [point[c][s] for s in seeds_of[c]],
+            "seeds": seeds,
+            "ap": float(np.mean([point[c][s] for s in seeds])),
+            "ap_per_seed": [point[c][s] for s in seeds],
             "ap_lo": ap_lo,
             "ap_hi": ap_hi,
             "paired_seeds": paired,
