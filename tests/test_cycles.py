@@ -134,8 +134,8 @@ def test_ids_depth_and_sun_calibration(cycles):
     assert np.all(res.depth[res.instance_ids == 0] == 0)
     # sun of intensity 1 head-on: linear radiance = albedo
     albedo = srgb_to_linear(128 / 255)
-    inner = res.linear[20:28, 28:36]  # 4 samples: per-pixel noise of a few %, the mean is tight
-    np.testing.assert_allclose(inner.mean(), albedo, rtol=0.02)
+    inner = res.linear[20:28, 28:36]  # 4 samples + denoiser: per-pixel noise and bias of a few %
+    np.testing.assert_allclose(inner.mean(), albedo, rtol=0.04)
     np.testing.assert_allclose(inner, albedo, rtol=0.15)
     assert np.all(res.rgb[0, 0] == 0)  # black background colour
 
