@@ -12,8 +12,9 @@ time, inconsistently. This op reproduces that:
    shadow-map, no ray casting.
 2. ``shade = gain * (floor + (1 - floor) * lambert * shadow) * ao ** ao_strength`` per vertex.
 3. The shade is rasterised into texture space through the UVs (barycentric interpolation per
-   texel centre), texels outside all triangles take the nearest covered value (no dark seams
-   under bilinear filtering), and ``albedo * shade`` is clipped to 0-255.
+   texel centre; at most ``shade_px`` pixels, then bilinearly upsampled: the shade is smooth),
+   texels outside all triangles take the nearest covered value (no dark seams under bilinear
+   filtering), and ``albedo * shade`` is clipped to 0-255.
 
 Untextured assets (a 1x1 fallback colour) must still change appearance, so they get a generated
 per-triangle atlas of ``atlas_px`` pixels: every face gets its own three vertices (so the vertex
@@ -23,6 +24,7 @@ texel of padding), filled with the fallback colour before the light is baked in.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -119,6 +121,18 @@ def rasterize_uv(
     denom = (ty[:, 1] - ty[:, 2]) * (tx[:, 0] - tx[:, 2]) + (tx[:, 2] - tx[:, 1]) * (ty[:, 0] - ty[:, 2])
     ok = np.abs(denom) > 1e-12
     counts = np.where(ok, counts, 0)
+    d = np.where(ok, denom, 1.0)
+    # barycentrics as affine functions of the texel centre: l_k = a_k x + b_k y + c_k
+    a0, b0 = (ty[:, 1] - ty[:, 2]) / d, (tx[:, 2] - tx[:, 1]) / d
+    a1, b1 = (ty[:, 2] - ty[:, 0]) / d, (tx[:, 0] - tx[:, 2]) / d
+    c0 = -a0 * tx[:, 2] - b0 * ty[:, 2]
+    c1 = -a1 * tx[:, 2] - b1 * ty[:, 2]
+    # the interpolated value is affine too: v = l0 v0 + l1 v1 + (1 - l0 - l1) v2
+    fv = values[faces]  # (F, 3, C)
+    dv0, dv1 = fv[:, 0] - fv[:, 2], fv[:, 1] - fv[:, 2]
+    va = a0[:, None] * dv0 + a1[:, None] * dv1
+    vb = b0[:, None] * dv0 + b1[:, None] * dv1
+    vc = c0[:, None] * dv0 + c1[:, None] * dv1 + fv[:, 2]
     budget = 4_000_000  # candidate texels per chunk (bounds memory)
     start = 0
     cum = np.cumsum(counts)
@@ -134,22 +148,15 @@ def rasterize_uv(
             continue
         tri = np.repeat(idx, c)
         offs = np.arange(total) - np.repeat(np.cumsum(c) - c, c)
-        cx = x0[tri] + offs % bw[tri]
-        cy = y0[tri] + offs // bw[tri]
-        ax, ay = tx[tri], ty[tri]
-        d = denom[tri]
-        l0 = ((ay[:, 1] - ay[:, 2]) * (cx - ax[:, 2]) + (ax[:, 2] - ax[:, 1]) * (cy - ay[:, 2])) / d
-        l1 = ((ay[:, 2] - ay[:, 0]) * (cx - ax[:, 2]) + (ax[:, 0] - ax[:, 2]) * (cy - ay[:, 2])) / d
-        l2 = 1.0 - l0 - l1
-        inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l2 >= -1e-9)
-        f = faces[tri[inside]]
-        val = (
-            l0[inside, None] * values[f[:, 0]]
-            + l1[inside, None] * values[f[:, 1]]
-            + l2[inside, None] * values[f[:, 2]]
-        )
-        img[cy[inside], cx[inside]] = val
-        covered[cy[inside], cx[inside]] = True
+        w = bw[tri]
+        cx = x0[tri] + offs % w
+        cy = y0[tri] + offs // w
+        l0 = a0[tri] * cx + b0[tri] * cy + c0[tri]
+        l1 = a1[tri] * cx + b1[tri] * cy + c1[tri]
+        inside = (l0 >= -1e-9) & (l1 >= -1e-9) & (l0 + l1 <= 1.0 + 1e-9)
+        t_in, x_in, y_in = tri[inside], cx[inside], cy[inside]
+        img[y_in, x_in] = va[t_in] * x_in[:, None] + vb[t_in] * y_in[:, None] + vc[t_in]
+        covered[y_in, x_in] = True
     if not covered.any():
         # every triangle is smaller than a texel: splat vertex values instead
         col = np.clip(np.round(px).astype(np.int64), 0, width - 1)
@@ -157,9 +164,40 @@ def rasterize_uv(
         img[row, col] = values
         covered[row, col] = True
     if not covered.all():
-        _, (ri, ci) = ndimage.distance_transform_edt(~covered, return_indices=True)
-        img = img[ri, ci]
+        img = fill_uncovered(img, covered)
     return img
+
+
+def fill_uncovered(img: np.ndarray, covered: np.ndarray, iterations: int = 8) -> np.ndarray:
+    """Extend covered texels outwards (mean of covered 3x3 neighbours, ``iterations`` rings).
+
+    Enough for bilinear / mip-mapped lookups near chart borders not to mix in unset texels;
+    texels further away (unused atlas space) get the mean covered value.
+
+    Args:
+        img: (H, W, C) values, valid where ``covered``.
+        covered: (H, W) bool.
+        iterations: Rings of texels to fill.
+
+    Returns:
+        (H, W, C) float64.
+    """
+    vals = np.where(covered[..., None], img, 0.0).astype(np.float32)
+    mask = covered.astype(np.float32)
+    for _ in range(iterations):
+        if mask.all():
+            break
+        num = cv2.boxFilter(vals, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        den = cv2.boxFilter(mask, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        if num.ndim == 2:
+            num = num[..., None]
+        grow = (mask == 0) & (den > 0)
+        vals[grow] = num[grow] / den[grow][:, None]
+        mask[grow] = 1.0
+    rest = mask == 0
+    if rest.any():
+        vals[rest] = img[covered].mean(axis=0)
+    return vals.astype(np.float64)
 
 
 def _spread_bits(x: np.ndarray, n_bits: int) -> np.ndarray:
@@ -278,7 +316,14 @@ def apply(asset: Asset, params: dict, rng: np.random.Generator) -> Asset:
         base = per_triangle_atlas(asset, int(params.get("atlas_px", 1024)))
     shade, light = vertex_shading(base, params, rng)
     h, w = base.texture.shape[:2]
-    shade_map = rasterize_uv(base.uvs, base.faces, shade[:, None], h, w)
+    # the shade is smooth (interpolated per vertex): rasterise it at <= shade_px and upsample,
+    # except on a generated atlas whose small cells need the full resolution
+    scale = 1.0 if base is not asset else min(1.0, int(params.get("shade_px", 512)) / max(h, w))
+    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    shade_map = rasterize_uv(base.uvs, base.faces, shade[:, None], sh, sw)
+    if (sh, sw) != (h, w):
+        shade_map = cv2.resize(shade_map[..., 0].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        shade_map = shade_map.astype(np.float64)[..., None]
     texture = np.clip(np.rint(base.texture.astype(np.float64) * shade_map), 0, 255).astype(np.uint8)
     meta = {**base.metadata, "baked_light_from": [round(float(x), 6) for x in light]}
     return base.replace(texture=texture, metadata=meta)
