@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):  # typer.Exit(code) in non-standalone mode
+            return rv
     except TwingapError as exc:
         if debug or os.environ.get("TWINGAP_DEBUG") == "1":
             raise
