@@ -442,7 +442,7 @@ class _BlenderSession:
         bs.render.resolution_x, bs.render.resolution_y = W, H
         bs.render.resolution_percentage = 100
         bs.render.film_transparent = True
-        bs.render.use_persistent_data = False
+        bs.render.use_persistent_data = True  # the ids pass reuses the synced scene (BVH, textures)
         bs.render.threads_mode = "FIXED"
         bs.render.threads = int(s.threads) if s.threads > 0 else max(1, os.cpu_count() or 1)
         bs.frame_current = 1
