@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -23,17 +24,19 @@ app.add_typer(study_app, name="study")
 @study_app.callback()
 def study(
     ctx: typer.Context,
-    output: Path | None = typer.Option(None, "-o", "--output", help="Run folder (an existing one resumes)."),
-    preset: str | None = typer.Option(
-        None, "--preset", help="Preset: quick (2-core CPU), paper (GPU), tiny."
-    ),
-    config: Path | None = typer.Option(None, "--config", help="Study TOML (keys override the preset)."),
-    executor: str = typer.Option("local", "--executor", help="local (process pool), ray, or inline."),
-    address: str | None = typer.Option(
-        None, "--address", help="Ray cluster address (default: start Ray locally)."
-    ),
-    workers: int | None = typer.Option(None, "--workers", help="Parallel jobs for the local executor."),
-    no_report: bool = typer.Option(False, "--no-report", help="Do not write the report at the end."),
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Run folder (an existing one resumes).")
+    ] = None,
+    preset: Annotated[str | None, typer.Option(help="Preset: quick (2-core CPU), paper (GPU), tiny.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Study TOML (keys override the preset).")] = None,
+    executor: Annotated[str, typer.Option(help="local (process pool), ray, or inline.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start Ray locally).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel jobs for the local executor.")] = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write the report at the end.")
+    ] = False,
 ) -> None:
     """Run (or resume) a study into RUN_DIR and write its report."""
     if ctx.invoked_subcommand is not None:
@@ -56,7 +59,7 @@ def study(
         ex_cfg = load_run_config(output).executor
     ex = make_executor(executor, workers or ex_cfg.workers, address, ex_cfg.cpus_per_job, ex_cfg.gpus_per_job)
     typer.echo(f"study {'resumed' if resume else 'started'} in {output}")
-    out = run_study(output, cfg, ex)
+    out = run_study(output, cfg, ex, report=not no_report)
     typer.echo(f"jobs done: {out['done']}, failed: {len(out['failed'])}, left: {len(out['left'])}")
     for jid in out["failed"]:
         typer.echo(f"  failed: {jid} (see {output / 'jobs' / (jid + '.failed.json')})")
@@ -74,7 +77,7 @@ def study(
 
 
 @study_app.command("status")
-def status(run_dir: Path = typer.Argument(..., help="Run folder.")) -> None:
+def status(run_dir: Annotated[Path, typer.Argument(help="Run folder.")]) -> None:
     """Show which jobs are done, running, failed (with the error) and left."""
     from rich.console import Console
     from rich.table import Table
@@ -97,7 +100,7 @@ def status(run_dir: Path = typer.Argument(..., help="Run folder.")) -> None:
 
 
 @app.command("report")
-def report(run_dir: Path = typer.Argument(..., help="Run folder of a study.")) -> None:
+def report(run_dir: Annotated[Path, typer.Argument(help="Run folder of a study.")]) -> None:
     """Write report.html, report.md and the CSVs of a study (from the jobs finished so far)."""
     from twingap.study.report import top_fixes_text, write_report
 

@@ -10,7 +10,7 @@ import contextlib
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -272,7 +272,7 @@ class RealStages(Stages):
         write_json_atomic(out_json, preds, indent=None)
         return {"n_images": len(items), "n_detections": len(preds)}
 
-    _gt_cache: dict[str, dict] = {}
+    _gt_cache: ClassVar[dict[str, dict]] = {}
 
     def per_image_eval(
         self, gt_path: Path, preds_path: Path, iou_type: str, cat_ids: list[int]

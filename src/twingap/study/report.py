@@ -9,6 +9,7 @@ AP75, intervals, difference to clean), ``results/fixes.csv`` (the ranked fix lis
 ``results/timings.csv``, ``results/stats.json`` and the figures in ``report_files/``.
 """
 
+# ruff: noqa: E501  (HTML / markdown templates read better unwrapped)
 from __future__ import annotations
 
 import base64
@@ -516,7 +517,7 @@ def _headline(res: StudyResults) -> list[tuple[str, str, str]]:
         if t["iou_type"] == PRIMARY_IOU:
             cards.append(
                 (
-                    f"rank agreement (Kendall τ)",
+                    "rank agreement (Kendall τ)",
                     _fmt(t["tau"], 2),
                     f"{t['a']} vs {t['b']} · {t['n']} conditions · p={_fmt(t['p_value'], 3)}",
                 )

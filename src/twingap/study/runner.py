@@ -507,7 +507,8 @@ def run_study(
         },
     )
     out: dict[str, Any] = {"done": done, "failed": failed, "left": left, "report": None}
-    if report and done and not left:
+    clean_done = any(s.state == "done" and Job.parse(s.id).condition == "clean" for s in states)
+    if report and clean_done and not left:
         from twingap.study.report import write_report
 
         out["report"] = write_report(run_dir)

@@ -1,0 +1,265 @@
+"""Study orchestration: config validation, planning, resume after a kill, failures, status, executors.
+
+These tests use the fake stages (``twingap.study.fake``): deterministic stand-ins that make the
+orchestration testable in seconds. The real stages are exercised by ``test_study_real.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from twingap.cli import main
+from twingap.errors import TwingapError
+from twingap.study.config import StudyConfig, config_to_toml, load_study_config, preset
+from twingap.study.executors import InlineExecutor, LocalExecutor
+from twingap.study.runner import Job, job_states, plan_jobs, run_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def fake_config(
+    tmp_path: Path, extra: str = "", conditions: str = '["clean", "noise-2", "texture-3"]'
+) -> Path:
+    return write_toml(
+        tmp_path / "fake.toml",
+        f'preset = "tiny"\nstages = "fake"\nconditions = {conditions}\nseeds = [0, 1]\n{extra}',
+    )
+
+
+# ---------------------------------------------------------------------- config
+def test_presets_are_valid_and_round_trip(tmp_path):
+    for name in ("quick", "paper", "tiny"):
+        cfg = load_study_config(None, name)
+        assert cfg.conditions[0] == "clean"
+        (tmp_path / f"{name}.toml").write_text(config_to_toml(cfg))
+        again = load_study_config(tmp_path / f"{name}.toml")
+        assert again.to_dict() == cfg.to_dict()
+    quick = load_study_config(None, "quick")
+    assert len(quick.conditions) == 13
+    assert {ts.kind for ts in quick.test_sets} == {"twinned", "heldout"}
+
+
+def test_toml_overrides_preset(tmp_path):
+    cfg = load_study_config(fake_config(tmp_path, "[stats]\nn_boot = 123\n"))
+    assert cfg.stats.n_boot == 123
+    assert cfg.stats.ci == 0.95  # untouched keys keep the preset's values
+    assert cfg.seeds == [0, 1]
+    assert cfg.conditions == ["clean", "noise-2", "texture-3"]
+
+
+def test_clean_is_always_first(tmp_path):
+    cfg = load_study_config(fake_config(tmp_path, conditions='["texture-3", "clean"]'))
+    assert cfg.conditions == ["clean", "texture-3"]
+    assert [j.id for j in plan_jobs(cfg)] == ["clean__s0", "texture-3__s0", "clean__s1", "texture-3__s1"]
+    assert Job.parse("baked-light__s12") == Job("baked-light", 12)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('conditions = ["clean", "wobbly-9"]\n', "unknown condition"),
+        ('[[test_sets]]\nname = "mine"\nkind = "user"\nroot = "/nonexistent/real"\n', "folder not found"),
+        ('[cost]\nhours = { "noise-2" = -3.0 }\n', "must be a number >= 0"),
+        ('[[test_sets]]\nname = "x"\nkind = "heldout"\nvideos = ["0000"]\n', "also twinned"),
+        ("seeds = []\n", "seeds"),
+        ("bogus_key = 1\n", "unknown key"),
+    ],
+)
+def test_bad_config_is_one_line_exit_2(tmp_path, capsys, body, message):
+    cfg = write_toml(tmp_path / "bad.toml", f'preset = "tiny"\nstages = "fake"\n{body}')
+    code = main(["study", "--config", str(cfg), "-o", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_negative_hours_in_hours_table(tmp_path, capsys):
+    table = tmp_path / "hours.toml"
+    src = (REPO / "src/twingap/configs/artist_hours.toml").read_text()
+    table.write_text(src.replace("[noise-1]\nhours = 2.0", "[noise-1]\nhours = -2.0"))
+    assert "hours = -2.0" in table.read_text()
+    cfg = fake_config(tmp_path, f'[cost]\nartist_hours = "{table}"\n')
+    code = main(["study", "--config", str(cfg), "-o", str(tmp_path / "run")])
+    assert code == 2
+    assert ">= 0" in capsys.readouterr().err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["study", "--config", str(tmp_path / "nope.toml"), "-o", str(tmp_path / "r")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_status_of_non_study_folder(tmp_path, capsys):
+    assert main(["study", "status", str(tmp_path)]) == 2
+    assert "not a study run folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- running
+def _metrics(run_dir: Path) -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in sorted((run_dir / "jobs").glob("*/metrics.json"))}
+
+
+def test_study_runs_resumes_and_redoes_nothing(tmp_path):
+    cfg = load_study_config(fake_config(tmp_path))
+    out = run_study(tmp_path / "run", cfg, InlineExecutor(), progress=False)
+    assert out["done"] == 6 and not out["failed"] and not out["left"]
+    assert (tmp_path / "run" / "report.html").is_file()
+    manifests = {p: p.read_text() for p in (tmp_path / "run" / "jobs").glob("*/manifest.json")}
+    assert len(manifests) == 6
+    m = json.loads(next(iter(manifests.values())))
+    assert m["status"] == "done" and m["fake"] is True
+    assert set(m["timings"]) == {"render", "train", "predict", "evaluate"}
+    assert {"scenes_hash", "dataset_hash", "gt_hashes"} <= set(m["inputs"])
+    # resume: nothing is redone (no manifest rewritten)
+    out2 = run_study(tmp_path / "run", None, InlineExecutor(), progress=False)
+    assert out2["done"] == 6
+    assert {p: p.read_text() for p in manifests} == manifests
+    last = json.loads((tmp_path / "run" / "results" / "last_session.json").read_text())
+    assert last["ran"] == []
+
+
+def test_render_is_shared_by_the_seeds_of_a_condition(tmp_path):
+    cfg = load_study_config(fake_config(tmp_path))
+    run_study(tmp_path / "run", cfg, InlineExecutor(), report=False, progress=False)
+    jobs = {
+        p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "run" / "jobs").glob("*/manifest.json")
+    }
+    assert not jobs["noise-2__s0"]["render_cached"]
+    assert jobs["noise-2__s1"]["render_cached"]
+    assert jobs["noise-2__s0"]["inputs"]["dataset_hash"] == jobs["noise-2__s1"]["inputs"]["dataset_hash"]
+    assert sorted(p.name for p in (tmp_path / "run" / "datasets").iterdir()) == [
+        "clean",
+        "noise-2",
+        "texture-3",
+    ]
+
+
+def test_changed_config_is_refused(tmp_path, capsys):
+    cfg = load_study_config(fake_config(tmp_path))
+    run_study(tmp_path / "run", cfg, InlineExecutor(), report=False, progress=False)
+    other = fake_config(tmp_path, "[scenes]\ntwin_views = 9\n")
+    assert main(["study", "--config", str(other), "-o", str(tmp_path / "run")]) == 2
+    assert "different configuration (scenes differ)" in capsys.readouterr().err
+
+
+def test_failing_job_is_recorded_and_the_rest_go_on(tmp_path, capsys):
+    cfg_path = fake_config(tmp_path, '[train]\noverrides = { fake_fail = ["noise-2__s1"] }\n')
+    code = main(["study", "--config", str(cfg_path), "--executor", "inline", "-o", str(tmp_path / "run")])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "failed: noise-2__s1" in out
+    states = {s.id: s for s in job_states(tmp_path / "run")}
+    assert states["noise-2__s1"].state == "failed"
+    assert "fake failure" in states["noise-2__s1"].detail
+    assert sum(s.state == "done" for s in states.values()) == 5
+    # status shows the error
+    assert main(["study", "status", str(tmp_path / "run")]) == 0
+    status = capsys.readouterr().out
+    assert "failed" in status and "fake failure" in status and "done: 5" in status
+    # a report of what finished can still be written
+    assert main(["report", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "report.html").is_file()
+
+
+def test_kill_mid_run_loses_at_most_the_job_in_flight(tmp_path):
+    cfg_path = fake_config(tmp_path, "[train]\noverrides = { fake_sleep = 1.0 }\n")
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "twingap",
+        "study",
+        "--config",
+        str(cfg_path),
+        "--executor",
+        "inline",
+        "-o",
+        str(run_dir),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list(run_dir.glob("jobs/*/manifest.json"))) < 2:
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    finished = {p: p.read_text() for p in run_dir.glob("jobs/*/manifest.json")}
+    assert 2 <= len(finished) < 6
+    states = job_states(run_dir)
+    assert not any(s.state == "running" for s in states)  # the killed process is recognised as gone
+    # resume with the stored configuration
+    res = subprocess.run(
+        [sys.executable, "-m", "twingap", "study", "--executor", "inline", "-o", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert all(p.read_text() == text for p, text in finished.items())  # nothing redone
+    assert sum(s.state == "done" for s in job_states(run_dir)) == 6  # nothing lost
+    assert not list(run_dir.glob("jobs/*.partial"))
+
+
+def test_local_pool_matches_inline(tmp_path):
+    cfg_path = fake_config(tmp_path, conditions='["clean", "holes-1"]')
+    cfg = load_study_config(cfg_path)
+    run_study(tmp_path / "a", cfg, InlineExecutor(), report=False, progress=False)
+    run_study(
+        tmp_path / "b", load_study_config(cfg_path), LocalExecutor(workers=2), report=False, progress=False
+    )
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+    assert len(_metrics(tmp_path / "a")) == 4
+
+
+def test_ray_matches_local(tmp_path):
+    pytest.importorskip("ray")
+    from twingap.study.executors import RayExecutor
+
+    cfg_path = fake_config(tmp_path, conditions='["clean", "holes-1"]')
+    run_study(tmp_path / "local", load_study_config(cfg_path), InlineExecutor(), report=False, progress=False)
+    run_study(
+        tmp_path / "ray", load_study_config(cfg_path), RayExecutor(cpus=1), report=False, progress=False
+    )
+    assert _metrics(tmp_path / "local") == _metrics(tmp_path / "ray")
+    assert len(_metrics(tmp_path / "ray")) == 4
+
+
+def test_ray_missing_gives_clear_error(monkeypatch, tmp_path, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    code = main(
+        ["study", "--config", str(fake_config(tmp_path)), "--executor", "ray", "-o", str(tmp_path / "r")]
+    )
+    assert code == 2
+    assert "pip install 'twingap[ray]'" in capsys.readouterr().err
+
+
+def test_preset_function_rejects_unknown():
+    with pytest.raises(TwingapError, match="unknown study preset"):
+        preset("huge")
+    assert isinstance(preset("quick"), StudyConfig)
