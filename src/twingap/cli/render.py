@@ -25,6 +25,9 @@ def render(
     workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="Rendering processes.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Study seed for the artifact ops.")] = 0,
     backend: Annotated[str, typer.Option("--backend", help="Renderer backend.")] = "raster",
+    msaa: Annotated[
+        int, typer.Option("--msaa", min=1, help="Anti-aliasing samples (raster); 1 = off, about 3x faster.")
+    ] = 4,
     limit: Annotated[int | None, typer.Option("--limit", help="Render only the first N scenes.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
@@ -56,6 +59,7 @@ def render(
         workers=workers,
         backend=backend,
         progress=progress,
+        renderer_options={"msaa": msaa} if backend == "raster" else None,
     )
     counts = read_json(path / "manifest.json").get("counts", {})
     typer.echo(

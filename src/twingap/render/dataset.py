@@ -95,6 +95,7 @@ class _Job:
     assets: dict[str, Asset]
     out_dir: str
     backend: str
+    renderer_options: dict
 
 
 def _asset_key(model: str, condition_name: str | None) -> str:
@@ -248,7 +249,9 @@ def _worker_init(job: _Job) -> None:
     _WORKER["assets"] = job.assets
     _WORKER["out_dir"] = Path(job.out_dir)
     first = job.scenes[0]["camera"] if job.scenes else {"width": 640, "height": 480}
-    _WORKER["renderer"] = get_renderer(job.backend, width=first["width"], height=first["height"])
+    _WORKER["renderer"] = get_renderer(
+        job.backend, width=first["width"], height=first["height"], **job.renderer_options
+    )
 
 
 def _worker_render(i: int) -> int:
@@ -278,7 +281,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-_IDENTITY_KEYS = ("scenes_hash", "num_scenes", "condition", "seed", "backend", "models")
+_IDENTITY_KEYS = ("scenes_hash", "num_scenes", "condition", "seed", "backend", "renderer_options", "models")
 
 
 def _check_manifest(out_dir: Path, manifest: dict) -> None:
@@ -352,6 +355,7 @@ def render_dataset(
     workers: int = 1,
     backend: str = "raster",
     progress: bool = True,
+    renderer_options: dict | None = None,
 ) -> Path:
     """Render ``scenes`` under an artifact condition into a dataset folder (see module doc).
 
@@ -364,6 +368,8 @@ def render_dataset(
         workers: Rendering processes (each with its own GL context); 1 renders in-process.
         backend: Renderer backend name (:func:`twingap.render.backend.get_renderer`).
         progress: Show a rich progress bar.
+        renderer_options: Extra backend options (raster: ``{"msaa": 1}`` renders without
+            anti-aliasing, about 3x faster on llvmpipe); recorded in the manifest.
 
     Returns:
         ``out_dir`` as a Path.
@@ -378,6 +384,11 @@ def render_dataset(
     scenes = list(scenes)
     if backend not in BACKENDS:
         raise TwingapError(f"unknown render backend {backend!r} (have: {', '.join(BACKENDS)})")
+    options = dict(renderer_options or {})
+    if backend == "raster":
+        from twingap.render.raster import MSAA_SAMPLES
+
+        options = {"msaa": MSAA_SAMPLES, **options}
     cond = resolve_condition(condition)
     assets, render_scenes = prepare_assets(scenes, library, cond, seed)
     manifest: dict[str, Any] = {
@@ -387,6 +398,7 @@ def render_dataset(
         "condition": condition_dict(cond),
         "seed": int(seed),
         "backend": backend,
+        "renderer_options": options,
         "models": {k: a.content_hash for k, a in sorted(assets.items())},
         "versions": _versions(),
         "complete": False,
@@ -396,7 +408,7 @@ def render_dataset(
     write_json_atomic(out_dir / "manifest.json", manifest)
 
     todo = [i for i in range(len(scenes)) if not _is_done(out_dir, i)]
-    job = _Job([s.to_dict() for s in render_scenes], assets, str(out_dir), backend)
+    job = _Job([s.to_dict() for s in render_scenes], assets, str(out_dir), backend, options)
     _run(job, todo, workers, progress, len(scenes))
     counts = assemble(out_dir, len(scenes))
     manifest.update(complete=True, counts=counts)
