@@ -453,6 +453,8 @@ class VideoEnvironment:
         world: The plane-aligned world frame.
         background_images: Per frame id, the inpainted background PNG path.
         mesh_path: The background mesh (GLB, world coordinates), or None if not built.
+        median_rgb: Median colour (sRGB 0-255) of the first background image: the fill colour of
+            what the background mesh does not cover in novel views.
     """
 
     video: str
@@ -460,6 +462,7 @@ class VideoEnvironment:
     world: VideoWorld
     background_images: dict[str, Path]
     mesh_path: Path | None
+    median_rgb: tuple[int, int, int] = (0, 0, 0)
 
 
 def build_environment(
@@ -506,4 +509,8 @@ def build_environment(
             with atomic_path(mesh_path) as tmp:
                 mesh.export(tmp, file_type="glb")
             write_json_atomic(out_dir / "background_mesh.json", info)
-    return VideoEnvironment(frames[0].scene_id, out_dir, world, images, mesh_path)
+    from twingap.data.images import read_rgb
+
+    first = read_rgb(images[frames[0].frame_id])
+    median = tuple(int(x) for x in np.median(first.reshape(-1, 3), axis=0))
+    return VideoEnvironment(frames[0].scene_id, out_dir, world, images, mesh_path, median)

@@ -238,5 +238,6 @@ def build_twins(
         if env.mesh_path is not None:
             scene.meta["background_mesh"] = str(env.mesh_path.resolve())
         scene.meta["background_image"] = str(env.background_images[f.frame_id].resolve())
+        scene.meta["background_rgb"] = env.median_rgb
         twins.append(scene)
     return twins, envs
