@@ -116,7 +116,7 @@ def apply(asset: Asset, params: dict, rng: np.random.Generator) -> Asset:
     merged_faces = inverse[base.faces]
     normals = vertex_normals(positions, merged_faces)
     n = noise_field(
-        positions, rng, str(params.get("mode", "correlated")), float(params.get("corr_frac", 0.02)) * diag
+        positions, rng, str(params.get("mode", "correlated")), float(params.get("corr_frac", 0.03)) * diag
     )
     moved = positions + normals * (sigma_frac * diag * n)[:, None]
     meta = {**base.metadata, "noise_subdivisions": steps}
