@@ -13,7 +13,7 @@ import pytest
 
 from twingap.assets.asset import Asset
 from twingap.errors import TwingapError
-from twingap.render.backend import BACKGROUND_ASSET_KEY, get_renderer
+from twingap.render.backend import BACKGROUND_ASSET_KEY, check_backend, get_renderer
 from twingap.render.cycles import BPY_PYTHON_ENV, blender_camera_params, bpy_available
 from twingap.render.scene import BackgroundSpec, CameraSpec, LightSpec, ObjectSpec, SceneSpec
 
@@ -98,6 +98,8 @@ def test_missing_bpy_gives_install_hint(monkeypatch):
     monkeypatch.delenv(BPY_PYTHON_ENV, raising=False)
     with pytest.raises(TwingapError, match=r"pip install 'twingap\[cycles\]'"):
         get_renderer("cycles", width=W, height=H)
+    with pytest.raises(TwingapError, match=r"pip install 'twingap\[cycles\]'"):
+        check_backend("cycles")  # what a caller runs before spawning render workers
     import sys
 
     assert "bpy" not in sys.modules  # importing the backend never imports bpy

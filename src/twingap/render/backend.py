@@ -86,3 +86,18 @@ def get_renderer(name: str = "raster", **kwargs: object) -> Renderer:
 
         return CyclesRenderer(**kwargs)  # type: ignore[arg-type]
     raise TwingapError(f"unknown render backend {name!r} (have: {', '.join(BACKENDS)})")
+
+
+def check_backend(name: str) -> None:
+    """Fail early (before spawning render workers) if backend ``name`` is unknown or cannot run here.
+
+    Raises:
+        TwingapError: If the backend is unknown, or ``"cycles"`` has no ``bpy`` available (the
+            message says how to install it).
+    """
+    if name not in BACKENDS:
+        raise TwingapError(f"unknown render backend {name!r} (have: {', '.join(BACKENDS)})")
+    if name == "cycles":
+        from twingap.render.cycles import check_available
+
+        check_available()

@@ -827,6 +827,26 @@ def _resolve_python(python: str | None) -> str | None:
     return os.environ.get(BPY_PYTHON_ENV) or None
 
 
+def check_available(python: str | None = None) -> str:
+    """Check that Cycles can run (before spawning workers), without importing ``bpy`` here.
+
+    Args:
+        python: Interpreter to use for worker processes (see :class:`CyclesRenderer`).
+
+    Returns:
+        The interpreter that will run Blender.
+
+    Raises:
+        TwingapError: With the install hint, if no interpreter with ``bpy`` is available.
+    """
+    py = _resolve_python(python)
+    if py is None:
+        raise TwingapError(INSTALL_HINT)
+    if py != sys.executable and not _python_has_bpy(py):
+        raise TwingapError(f"{py} cannot import bpy; {INSTALL_HINT}")
+    return py
+
+
 class CyclesRenderer:
     """Blender Cycles renderer; implements the renderer protocol of :mod:`twingap.render.backend`.
 
@@ -881,10 +901,7 @@ class CyclesRenderer:
             if not bpy_available():
                 raise TwingapError(INSTALL_HINT)
         else:
-            py = _resolve_python(python)
-            if py is None or not _python_has_bpy(py):
-                raise TwingapError(INSTALL_HINT if py is None else f"{py} cannot import bpy; {INSTALL_HINT}")
-            self._worker = _Worker(py, self.settings, scenes_per_process)
+            self._worker = _Worker(check_available(python), self.settings, scenes_per_process)
 
     def render(self, scene: SceneSpec, assets: dict[str, Asset], return_linear: bool = False) -> RenderResult:
         """Render one scene.
