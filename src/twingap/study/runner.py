@@ -277,25 +277,72 @@ def _redirect_output(log_path: Path | None):
             os.close(saved[1])
 
 
+@contextlib.contextmanager
+def _render_lock(lock: Path, done: Path, poll_s: float = 1.0):
+    """Hold ``lock`` while rendering a condition, so concurrent jobs of its seeds render it once.
+
+    Waits while another live process on this host holds the lock (it ends when the dataset
+    appears); takes over a stale lock; proceeds without waiting for a holder on another host
+    (duplicate work, same bytes).
+    """
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    owned = False
+    while not done.is_file():
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = read_json(lock)
+            except TwingapError:  # being written: look again
+                time.sleep(0.05)
+                continue
+            if holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", -1))):
+                with contextlib.suppress(FileNotFoundError):
+                    lock.unlink()
+                continue
+            if holder.get("host") != me["host"]:
+                break
+            time.sleep(poll_s)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(dumps_json(me))
+        owned = True
+        break
+    try:
+        yield
+    finally:
+        if owned:
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+
+
 def _render_dataset(
-    run_dir: Path, cfg: StudyConfig, stages: Stages, condition: str
+    run_dir: Path, cfg: StudyConfig, stages: Stages, condition: str, job_id: str
 ) -> tuple[Path, dict, bool]:
-    """Render (or reuse) the training set of a condition; returns (dir, manifest, was_cached)."""
+    """Render (or reuse) the training set of a condition; returns (dir, manifest, was_cached).
+
+    The dataset is rendered into ``datasets/<condition>.partial-<job>`` (resumable by the same job)
+    and renamed to ``datasets/<condition>`` when complete; every seed of the condition reuses it.
+    """
     final = run_dir / "datasets" / condition
     man = final / "study_dataset.json"
     if man.is_file():
         return final, read_json(man), True
-    partial = run_dir / "datasets" / f"{condition}.partial"
-    partial.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    info = stages.render(cfg, run_dir / "scenes", condition, partial)
-    info["seconds"] = time.perf_counter() - t0
-    info.update(condition=condition, scene_seed=cfg.scenes.seed)
-    write_json_atomic(partial / "study_dataset.json", info)
-    try:
-        os.replace(partial, final)
-    except OSError:  # another job of the same condition finished first: same bytes, keep theirs
-        shutil.rmtree(partial, ignore_errors=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _render_lock(run_dir / "datasets" / f"{condition}.lock", man):
+        if man.is_file():
+            return final, read_json(man), True
+        partial = run_dir / "datasets" / f"{condition}.partial-{job_id}"
+        partial.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        info = stages.render(cfg, run_dir / "scenes", condition, partial)
+        info["seconds"] = time.perf_counter() - t0
+        info.update(condition=condition, scene_seed=cfg.scenes.seed)
+        write_json_atomic(partial / "study_dataset.json", info)
+        try:
+            os.replace(partial, final)
+        except OSError:  # another host finished first: same bytes, keep theirs
+            shutil.rmtree(partial, ignore_errors=True)
     return final, read_json(man), False
 
 
@@ -350,7 +397,7 @@ def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any
             # render (shared by every seed of this condition)
             enter("render")
             t0 = time.perf_counter()
-            dataset_dir, dataset_info, cached = _render_dataset(run_dir, cfg, stages, job.condition)
+            dataset_dir, dataset_info, cached = _render_dataset(run_dir, cfg, stages, job.condition, job_id)
             if "render" not in done_info:
                 mark(
                     "render",
