@@ -44,9 +44,7 @@ def apply(asset: Asset, params: dict, rng: np.random.Generator) -> Asset:
         tex.astype(np.float32) * mask[..., None], (0, 0), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
     )
     den = cv2.GaussianBlur(mask, (0, 0), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
-    ok = den > 1e-3
-    out = tex.astype(np.float32)
-    out[ok] = num[ok] / den[ok][:, None]
+    out = np.where((den > 1e-3)[..., None], num / np.maximum(den, 1e-3)[..., None], tex)
     return asset.replace(texture=np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8)))
 
 
