@@ -281,3 +281,34 @@ def test_sample_frame_masks_match_real_labels():
         ious.append((m & g).sum() / max((m | g).sum(), 1))
     print("mask IoU per object", np.round(ious, 4), "mean", np.mean(ious))
     assert np.mean(ious) >= 0.9
+
+
+def test_closed_meshes_cull_exactly(renderer, monkeypatch):
+    import trimesh
+
+    from twingap.render import raster
+
+    box = trimesh.creation.box(extents=(0.3, 0.2, 0.25))
+    v, f = np.asarray(box.vertices), np.asarray(box.faces)
+    assert raster.closed_mesh_cull(v, f) == "back"
+    assert raster.closed_mesh_cull(v, f[:, ::-1]) == "front"
+    assert raster.closed_mesh_cull(v, f[1:]) is None  # open
+    assert raster.closed_mesh_cull(open_box().vertices, open_box().faces) is None
+    T = np.eye(4)
+    T[:3, :3] = [[0.8, -0.6, 0], [0.6, 0.8, 0], [0, 0, 1]] @ np.array(
+        [[1, 0, 0], [0, 0.6, -0.8], [0, 0.8, 0.6]]
+    )
+    T[2, 3] = 1.2
+    sc = scene([obj("c", T)], lights=[LightSpec(direction=(0.3, 0.2, 1))])
+    for faces in (f, f[:, ::-1]):  # outward and inverted winding
+        a = Asset("c", v, faces, np.zeros((len(v), 2)), uniform_texture((180, 180, 180)))
+        culled = renderer.render(sc, {"c": a})
+        with monkeypatch.context() as m:
+            m.setattr(raster, "closed_mesh_cull", lambda *args: None)
+            plain = raster.RasterRenderer(W, H, msaa=renderer.msaa)
+            both_sides = plain.render(sc, {"c": a})
+            plain.release()
+        assert culled.instance_ids.sum() > 150
+        assert np.array_equal(culled.instance_ids, both_sides.instance_ids)
+        assert np.array_equal(culled.depth, both_sides.depth)
+        assert np.array_equal(culled.rgb, both_sides.rgb)

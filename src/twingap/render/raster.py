@@ -163,6 +163,7 @@ uniform sampler2D u_lit;
 uniform sampler2D u_pass;
 uniform sampler2D u_bg;
 uniform int u_bg_image;
+uniform int u_use_pass;
 uniform vec3 u_bg_color;       // sRGB in [0, 1]
 uniform mat3 u_cmat;
 uniform vec3 u_gain;           // exposure * white balance
@@ -186,7 +187,7 @@ vec3 response(vec3 lin) {{
 void main() {{
     ivec2 px = ivec2(gl_FragCoord.xy);
     vec4 lit = texelFetch(u_lit, px, 0);
-    vec4 pas = texelFetch(u_pass, px, 0);
+    vec4 pas = u_use_pass != 0 ? texelFetch(u_pass, px, 0) : vec4(0.0);
     vec3 bg = u_bg_image != 0 ? texelFetch(u_bg, px, 0).rgb : u_bg_color;
     vec3 c = pas.rgb + max(1.0 - lit.a - pas.a, 0.0) * bg;
     if (lit.a > 0.0) c += lit.a * response(lit.rgb / lit.a);
@@ -238,6 +239,25 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return n.astype(np.float32)
 
 
+def closed_mesh_cull(vertices: np.ndarray, faces: np.ndarray) -> str | None:
+    """Which faces can be culled without changing the image: ``"back"``, ``"front"`` or None.
+
+    For a watertight, consistently wound mesh seen from outside, the inward-facing side of its
+    surface is never visible, so culling it is exact (and halves llvmpipe's raster work). Open
+    meshes (holes, damaged scans, support surfaces) return None: both sides are drawn. The
+    winding's orientation (outward or inverted) is read from the sign of the enclosed volume.
+    """
+    import trimesh
+
+    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces), process=True)
+    if len(mesh.faces) != len(faces) or not (mesh.is_watertight and mesh.is_winding_consistent):
+        return None
+    volume = float(mesh.volume)
+    if volume == 0 or not np.isfinite(volume):
+        return None
+    return "back" if volume > 0 else "front"
+
+
 @dataclass
 class _GpuMesh:
     vbo: object
@@ -245,6 +265,7 @@ class _GpuMesh:
     texture: object
     vao_id: object
     vao_color: object
+    cull: str | None  # "back"/"front" for a closed mesh whose far side can never be seen
 
     def release(self) -> None:
         for obj in (self.vao_id, self.vao_color, self.vbo, self.ibo, self.texture):
@@ -313,17 +334,25 @@ class RasterRenderer:
         for t in (self._t_lit, self._t_pass):
             t.filter = (ctx.NEAREST, ctx.NEAREST)
         if self.msaa > 1:
-            self._rb_lit = ctx.renderbuffer(size, 4, samples=self.msaa, dtype="f4")
-            self._rb_pass = ctx.renderbuffer(size, 4, samples=self.msaa, dtype="f2")
+            # half floats and, unless an unlit background needs it, no pass-through attachment:
+            # llvmpipe's MSAA cost grows with the bytes per sample
+            self._rb_lit = ctx.renderbuffer(size, 4, samples=self.msaa, dtype="f2")
+            self._rb_pass = ctx.renderbuffer(size, 4, samples=self.msaa, dtype="f1")
             self._rb_cdepth = ctx.depth_renderbuffer(size, samples=self.msaa)
             self._fbo_color = ctx.framebuffer([self._rb_lit, self._rb_pass], self._rb_cdepth)
+            self._fbo_color_lit = ctx.framebuffer([self._rb_lit], self._rb_cdepth)
             self._fbo_resolve = ctx.framebuffer([self._t_lit, self._t_pass])
-            extra = [self._rb_lit, self._rb_pass, self._rb_cdepth, self._fbo_resolve]
+            self._fbo_resolve_lit = ctx.framebuffer([self._t_lit])
+            extra = [
+                self._rb_lit, self._rb_pass, self._rb_cdepth,
+                self._fbo_color_lit, self._fbo_resolve, self._fbo_resolve_lit,
+            ]  # fmt: skip
         else:  # one pass writes colour, ids and depth
             self._fbo_color = ctx.framebuffer(
                 [self._t_lit, self._t_pass, self._t_id, self._t_z], self._rb_depth
             )
-            self._fbo_resolve = self._fbo_color
+            self._fbo_color_lit = self._fbo_color
+            self._fbo_resolve = self._fbo_resolve_lit = self._fbo_color
             extra = []
         self._t_out = ctx.texture(size, 4, dtype="f1")
         self._t_outf = ctx.texture(size, 4, dtype="f4")
@@ -335,6 +364,13 @@ class RasterRenderer:
             self._fbo_out, self._t_out, self._fbo_outf, self._t_outf, *extra,
         ]  # fmt: skip
         self._size = size
+
+    def _set_cull(self, cull: str | None) -> None:
+        if cull is None:
+            self.ctx.disable(self.ctx.CULL_FACE)
+        else:
+            self.ctx.enable(self.ctx.CULL_FACE)
+            self.ctx.cull_face = cull
 
     def _content_hash(self, asset: Asset) -> str:
         h = self._hashes.get(asset)
@@ -371,7 +407,7 @@ class RasterRenderer:
             index_buffer=ibo,
             index_element_size=4,
         )
-        mesh = _GpuMesh(vbo, ibo, tex, vao_id, vao_color)
+        mesh = _GpuMesh(vbo, ibo, tex, vao_id, vao_color, closed_mesh_cull(asset.vertices, asset.faces))
         self._meshes[key] = mesh
         while len(self._meshes) > self.max_cached_assets:
             _, old = self._meshes.popitem(last=False)
@@ -474,6 +510,7 @@ class RasterRenderer:
             for mesh, world_T_obj, inst in draws:
                 self._prog_id["u_cam_T_obj"].write(mat(cam_T_world @ world_T_obj))
                 self._prog_id["u_id"].value = inst
+                self._set_cull(mesh.cull)
                 mesh.vao_id.render()
 
         # pass 2: colour, MSAA
@@ -504,25 +541,29 @@ class RasterRenderer:
         p["u_cam_pos"].value = tuple(float(x) for x in (-R.T @ t))
         p["u_specular"].value = float(scene.meta.get("specular", 0.0))
         p["u_shininess"].value = float(scene.meta.get("shininess", 32.0))
-        self._fbo_color.use()
-        self._fbo_color.clear(depth=1.0)
         unlit_bg = bool(scene.meta.get("background_unlit", getattr(scene.background, "unlit", True)))
+        use_pass = bg_asset is not None and unlit_bg
+        fbo_color = self._fbo_color if use_pass else self._fbo_color_lit
+        fbo_resolve = self._fbo_resolve if use_pass else self._fbo_resolve_lit
+        fbo_color.use()
+        fbo_color.clear(depth=1.0)
         for mesh, world_T_obj, inst in draws:
             p["u_cam_T_obj"].write(mat(cam_T_world @ world_T_obj))
             p["u_world_T_obj"].write(mat(world_T_obj))
             p["u_unlit"].value = int(inst == 0 and unlit_bg)
             p["u_id"].value = inst
             mesh.texture.use(0)
+            self._set_cull(mesh.cull)
             mesh.vao_color.render()
         if self.msaa > 1:
-            ctx.copy_framebuffer(self._fbo_resolve, self._fbo_color)
+            ctx.copy_framebuffer(fbo_resolve, fbo_color)
         ids = np.frombuffer(self._fbo_id.read(components=1, attachment=0, dtype="i4"), np.int32)
         depth = np.frombuffer(self._fbo_id.read(components=1, attachment=1, dtype="f4"), np.float32)
         ids = ids.reshape(H, W).copy()
         depth = depth.reshape(H, W).copy()
 
         # pass 3: response + background
-        ctx.disable(ctx.DEPTH_TEST)
+        ctx.disable(ctx.DEPTH_TEST | ctx.CULL_FACE)
         spec = scene.response
         c = self._prog_comp
         c["u_cmat"].write(np.ascontiguousarray(color_matrix(spec).T, dtype=np.float32).tobytes())
@@ -540,6 +581,7 @@ class RasterRenderer:
         else:
             raise TwingapError(f"scene {scene.scene_id!r}: unknown background kind {scene.background.kind!r}")
         c["u_bg_color"].value = tuple(float(x) / 255.0 for x in scene.background.color)
+        c["u_use_pass"].value = int(use_pass)
         self._t_lit.use(0)
         self._t_pass.use(1)
         fbo = self._fbo_outf if noise else self._fbo_out
@@ -553,7 +595,7 @@ class RasterRenderer:
 
         linear = coverage = None
         if return_linear:
-            lit = np.frombuffer(self._fbo_resolve.read(components=4, attachment=0, dtype="f4"), np.float32)
+            lit = np.frombuffer(fbo_resolve.read(components=4, attachment=0, dtype="f4"), np.float32)
             lit = lit.reshape(H, W, 4)
             coverage = lit[..., 3].copy()
             linear = np.where(
