@@ -126,6 +126,8 @@ class ScenesConfig:
         objects_per_scene: (min, max) objects in a composed layout.
         width: Rendered image width, pixels (the twins' intrinsics are scaled to it).
         height: Rendered image height, pixels.
+        max_twin_frames: Twin at most this many frames per video (evenly spaced); 0 = all.
+        calibrate: Fit each twinned video's camera response and lights to its real frames.
     """
 
     seed: int = 0
@@ -135,6 +137,8 @@ class ScenesConfig:
     objects_per_scene: tuple[int, int] = (3, 6)
     width: int = 320
     height: int = 240
+    max_twin_frames: int = 0
+    calibrate: bool = True
 
 
 @dataclass
@@ -335,7 +339,16 @@ def preset(name: str) -> StudyConfig:
                 TestSetConfig(name="ycb-real", kind="twinned", max_frames=2),
                 TestSetConfig(name="held-out-0002", kind="heldout", videos=["0002"], max_frames=3),
             ],
-            scenes=ScenesConfig(twin_views=4, composed=4, width=160, height=120, objects_per_scene=(2, 3)),
+            twin_videos=["0001"],
+            scenes=ScenesConfig(
+                twin_views=4,
+                composed=4,
+                width=160,
+                height=120,
+                objects_per_scene=(2, 3),
+                max_twin_frames=3,
+                calibrate=False,
+            ),
             train=TrainSection(
                 preset="quick",
                 overrides={

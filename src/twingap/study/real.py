@@ -93,17 +93,22 @@ class RealStages(Stages):
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         frames = load_frames(cfg.frames_root_path(), videos=list(cfg.twin_videos))
+        if cfg.scenes.max_twin_frames:
+            groups = group_by_video(frames)
+            frames = [f for v in sorted(groups) for f in _evenly(groups[v], cfg.scenes.max_twin_frames)]
         library = ModelLibrary(cfg.models_root_path())
         twins, envs = build_twins(frames, library, scenes_dir / "env", background="image", progress=False)
         timings["twin environments"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         assets = {n: library.load(n) for n in sorted({o.model for s in twins for o in s.objects})}
-        renderer = RasterRenderer()
         by_id = dict(zip([f.frame_id for f in frames], twins, strict=True))
-        cals = {}
+        cals: dict[str, dict] = {}
+        renderer = RasterRenderer() if cfg.scenes.calibrate else None
         try:
             for video, fs in group_by_video(frames).items():
+                if renderer is None:
+                    break
                 cal_path = envs[video].folder / "calibration.json"
                 if cal_path.is_file():
                     cals[video] = read_json(cal_path)
@@ -113,16 +118,17 @@ class RealStages(Stages):
                 )
                 write_json_atomic(cal_path, cals[video])
         finally:
-            with contextlib.suppress(Exception):
+            if renderer is not None:
                 renderer.release()
-        twins = [apply_calibration(t, cals[f.scene_id]) for t, f in zip(twins, frames, strict=True)]
+        if cals:
+            twins = [apply_calibration(t, cals[f.scene_id]) for t, f in zip(twins, frames, strict=True)]
         scale = cfg.scenes.width / frames[0].width
         twins = [scale_scene(t, scale) for t in twins]
         save_scenes(scenes_dir / "twins.json", twins)
         timings["calibration"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        scenes = self._training_scenes(cfg, twins, library)
+        scenes = self._training_scenes(cfg, twins, library, scenes_dir)
         for i, s in enumerate(scenes):  # the same scene seeds for every condition
             s.seed = int(cfg.scenes.seed) * 1_000_003 + i
         save_scenes(scenes_dir / "train_scenes.json", scenes)
@@ -160,31 +166,39 @@ class RealStages(Stages):
             raise TwingapError(f"scenes.composed_objects: unknown model(s) {unknown}")
         return list(spec)
 
-    def _training_scenes(self, cfg: StudyConfig, twins: list, library: Any) -> list:
-        """Views sampled around the twins plus composed layouts (see :mod:`twingap.render.sampling`)."""
-        try:
-            from twingap.render import sampling
-        except ImportError as exc:
-            raise TwingapError("the scene sampler (twingap.render.sampling) is not installed") from exc
+    def _training_scenes(self, cfg: StudyConfig, twins: list, library: Any, scenes_dir: Path) -> list:
+        """Views sampled around the twins plus composed layouts of ``scenes.composed_objects``.
+
+        ``twins`` are already scaled to the study's image size, so both samplers run at scale 1.
+        """
+        from twingap.render.sampling import sample_scenes
+
         seed = int(cfg.scenes.seed)
         scenes = []
         if cfg.scenes.twin_views:
-            scenes += list(sampling.sample_scenes(twins, cfg.scenes.twin_views, seed=seed))
+            sampled = list(sample_scenes(twins, cfg.scenes.twin_views, seed=seed))
+            for s in sampled:
+                s.meta["kind"] = "sampled"
+            scenes += sampled
         if cfg.scenes.composed:
-            compose = getattr(sampling, "compose_scenes", None)
-            if compose is None:
-                from twingap.render import compose as compose_mod
-
-                compose = compose_mod.compose_scenes
-            objects = self._composed_objects(cfg, library)
-            lo, hi = cfg.scenes.objects_per_scene
-            scenes += list(
-                compose(
-                    twins, library, objects, cfg.scenes.composed, seed=seed + 1, objects_per_scene=(lo, hi)
+            try:
+                from twingap.render.compose import compose_scenes
+            except ImportError as exc:
+                raise TwingapError("composed scenes need twingap.render.compose (not installed)") from exc
+            composed = list(
+                compose_scenes(
+                    twins,
+                    library,
+                    cfg.scenes.composed,
+                    seed=seed + 1,
+                    objects=self._composed_objects(cfg, library),
+                    n_objects=tuple(cfg.scenes.objects_per_scene),
+                    cache_dir=scenes_dir / "stable_poses",
                 )
             )
-        for s in scenes:
-            s.meta.setdefault("kind", "sampled")
+            for s in composed:
+                s.meta["kind"] = "composed"
+            scenes += composed
         return scenes
 
     # ------------------------------------------------------------------ test sets

@@ -1,0 +1,75 @@
+"""A miniature real study (the ``tiny`` preset): every real stage once, on the shipped sample.
+
+Twins of 3 frames of video 0001 (no calibration), 4 sampled + 4 composed training scenes at
+160x120, conditions clean and texture-3, 4 training iterations, 2 + 3 real test frames. It checks
+the plumbing, not the numbers (4 iterations learn nothing).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from twingap.cli import main
+
+pytest.importorskip("moderngl")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    code = main(["study", "--preset", "tiny", "--executor", "inline", "-o", str(run_dir)])
+    assert code == 0
+    return run_dir
+
+
+def test_every_stage_ran(tiny_run):
+    scenes = json.loads((tiny_run / "scenes" / "manifest.json").read_text())
+    assert scenes["stages"] == "real"
+    assert scenes["kinds"] == {"sampled": 4, "composed": 4}
+    assert set(scenes["timings"]) == {"twin environments", "calibration", "sampling"}
+    # the held-out video's objects are learnt from composed scenes
+    assert {5, 9, 10, 18} <= set(scenes["categories"])
+    for cond in ("clean", "texture-3"):
+        ds = tiny_run / "datasets" / cond
+        coco = json.loads((ds / "coco.json").read_text())
+        assert len(coco["images"]) == 8 and len(list((ds / "images").glob("*.png"))) == 8
+        job = tiny_run / "jobs" / f"{cond}__s0"
+        m = json.loads((job / "manifest.json").read_text())
+        assert m["status"] == "done" and m["stages"] == "real" and not m["fake"]
+        assert all(m["timings"][k] > 0 for k in ("render", "train", "predict", "evaluate"))
+        assert (job / "model" / "model_final.pt").is_file()
+        assert not (job / "model" / "checkpoint.pt").exists()  # only the final weights are kept
+        metrics = json.loads((job / "metrics.json").read_text())
+        for ts in ("ycb-real", "held-out-0002"):
+            preds = json.loads((job / "preds" / f"{ts}.json").read_text())
+            assert isinstance(preds, list)
+            assert all({"image_id", "category_id", "bbox", "score", "segmentation"} <= set(p) for p in preds)
+            for iou in ("bbox", "segm"):
+                assert 0 <= metrics[ts][iou]["AP"] <= 1
+    # the two conditions rendered the same scenes; the damaged textures changed the pixels
+    a = (tiny_run / "datasets" / "clean" / "images" / "000000.png").read_bytes()
+    b = (tiny_run / "datasets" / "texture-3" / "images" / "000000.png").read_bytes()
+    assert a != b
+
+
+def test_test_sets_score_only_trained_categories(tiny_run):
+    stats = json.loads((tiny_run / "results" / "stats.json").read_text())
+    trained = set(json.loads((tiny_run / "scenes" / "manifest.json").read_text())["categories"])
+    for ts, cats in stats["categories"].items():
+        present = set(json.loads((tiny_run / "testsets" / ts / "manifest.json").read_text())["categories"])
+        assert set(cats) == trained & present
+    assert stats["categories"]["held-out-0002"] == [5, 9, 10, 18]
+
+
+def test_report_and_resume(tiny_run, capsys):
+    assert (tiny_run / "report.html").is_file() and (tiny_run / "report.md").is_file()
+    html = (tiny_run / "report.html").read_text()
+    assert "FAKE" not in html
+    manifests = {p: p.read_text() for p in tiny_run.glob("jobs/*/manifest.json")}
+    assert main(["study", "--executor", "inline", "-o", str(tiny_run)]) == 0
+    assert {p: p.read_text() for p in manifests} == manifests  # nothing redone
+    assert main(["study", "status", str(tiny_run)]) == 0
+    assert "done: 2" in capsys.readouterr().out
