@@ -330,8 +330,12 @@ def test_baked_light_untextured_gets_an_atlas(box, catalogue):
     cond = Condition("baked-light", "baked_light", 1, {**catalogue["baked-light"].params, "atlas_px": 256})
     out = apply_condition(plain, cond, 0)
     assert out.texture.shape == (256, 256, 3) and out.textured
-    assert len(out.vertices) == 3 * len(plain.faces) and len(out.faces) == len(plain.faces)
-    assert out.metadata["generated_atlas"] is True
+    assert len(out.faces) == len(plain.faces)
+    assert out.metadata["generated_atlas"]["charts"] >= 6
+    # charts do not overlap: every texel is covered at most once
+    from twingap.artifacts.texture_blur import chart_mask
+
+    assert 0.2 < chart_mask(out).mean() < 1.0
     assert damage(plain, out, cond)["mean_albedo_change"] > 0.02
     # geometry is the same surface
     assert np.allclose(out.vertices[out.faces], plain.vertices[plain.faces])

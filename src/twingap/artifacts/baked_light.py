@@ -9,17 +9,18 @@ time, inconsistently. This op reproduces that:
    object), a hard shadow for the key light, and ambient occlusion over ``ao_dirs`` Fibonacci
    directions. Visibility along a direction uses an orthographic max-height map of the surface
    (vertices and face centroids splatted on a grid about 1.5 median edges per cell): a cheap
-   shadow-map, no ray casting.
+   shadow-map, no ray casting. Shadow and occlusion are then averaged over vertex neighbours
+   ``smooth_iters`` times (soft penumbra, less sampling noise).
 2. ``shade = gain * (floor + (1 - floor) * lambert * shadow) * ao ** ao_strength`` per vertex.
 3. The shade is rasterised into texture space through the UVs (barycentric interpolation per
    texel centre; at most ``shade_px`` pixels, then bilinearly upsampled: the shade is smooth),
    texels outside all triangles take the nearest covered value (no dark seams under bilinear
    filtering), and ``albedo * shade`` is clipped to 0-255.
 
-Untextured assets (a 1x1 fallback colour) must still change appearance, so they get a generated
-per-triangle atlas of ``atlas_px`` pixels: every face gets its own three vertices (so the vertex
-count becomes ``3 F``; face order is kept) and half of a square cell (two faces per cell, one
-texel of padding), filled with the fallback colour before the light is baked in.
+Untextured assets (a 1x1 fallback colour) must still change appearance, so they first get a
+generated UV atlas of ``atlas_px`` pixels filled with the fallback colour
+(:func:`twingap.artifacts.atlas.box_projection_atlas`: box-projected charts, shelf-packed; face
+order and geometry kept, vertices re-split along chart borders), then the light is baked in.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from twingap.artifacts.atlas import box_projection_atlas
 from twingap.artifacts.base import check_mesh, merge_by_position, surface_albedo, vertex_normals
 from twingap.artifacts.uv_raster import rasterize_uv
 from twingap.assets.asset import Asset
@@ -90,66 +92,16 @@ def visibility(
     return query @ direction >= height[qc[:, 0], qc[:, 1]] - cell
 
 
-def _spread_bits(x: np.ndarray, n_bits: int) -> np.ndarray:
-    out = np.zeros_like(x)
-    for b in range(n_bits):
-        out |= ((x >> b) & 1) << (3 * b)
-    return out
+def smoothing_operator(faces: np.ndarray, n_vertices: int):
+    """(M, M) sparse row-stochastic matrix averaging each vertex with its edge neighbours."""
+    from scipy import sparse
 
-
-def _morton_decode_2d(code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = np.zeros_like(code)
-    y = np.zeros_like(code)
-    for b in range(32):
-        x |= ((code >> (2 * b)) & 1) << b
-        y |= ((code >> (2 * b + 1)) & 1) << b
-    return x, y
-
-
-def per_triangle_atlas(asset: Asset, atlas_px: int) -> Asset:
-    """Give an untextured asset its own UV atlas filled with its uniform colour.
-
-    Every face gets three fresh vertices (``3 F`` vertices, face ``i`` = vertices ``3i..3i+2``;
-    the face order is kept) and half of a rectangular atlas cell (two faces per cell, one texel
-    of padding). Faces are assigned to cells along a 3-D Morton curve of their centroids and
-    cells are laid out along a 2-D Morton curve, so neighbouring cells hold neighbouring faces
-    and texture filtering (mip-maps) mixes similar shading rather than random faces.
-    """
-    n_faces = len(asset.faces)
-    n_cells = (n_faces + 1) // 2
-    bits = max(1, int(np.ceil(np.log2(n_cells))))
-    gx, gy = 2 ** ((bits + 1) // 2), 2 ** (bits // 2)
-    cw, ch = atlas_px / gx, atlas_px / gy
-    if min(cw, ch) < 4:
-        raise TwingapError(
-            f"baked light: {n_faces} faces do not fit a {atlas_px} px per-triangle atlas; raise atlas_px"
-        )
-    centroids = asset.vertices[asset.faces].mean(axis=1)
-    lo, hi = centroids.min(0), centroids.max(0)
-    q = np.clip(((centroids - lo) / np.maximum(hi - lo, 1e-12) * 1023).astype(np.int64), 0, 1023)
-    key = _spread_bits(q[:, 0], 10) | (_spread_bits(q[:, 1], 10) << 1) | (_spread_bits(q[:, 2], 10) << 2)
-    rank = np.empty(n_faces, dtype=np.int64)
-    rank[np.argsort(key, kind="stable")] = np.arange(n_faces)
-    cx, cy = _morton_decode_2d(rank // 2)
-    pad, gap = 1.0, 1.0
-    ax = np.array([pad, cw - pad - gap, pad])
-    ay = np.array([pad, pad, ch - pad - gap])
-    bx = np.array([cw - pad, pad + gap, cw - pad])
-    by = np.array([ch - pad, ch - pad, pad + gap])
-    first = (rank % 2 == 0)[:, None]
-    px = np.where(first, ax[None], bx[None]) + (cx * cw)[:, None]
-    py = np.where(first, ay[None], by[None]) + (cy * ch)[:, None]
-    uv = np.stack([px / atlas_px, 1.0 - py / atlas_px], axis=-1)
-    colour = asset.texture.reshape(-1, 3)[0]
-    texture = np.broadcast_to(colour, (atlas_px, atlas_px, 3)).copy()
-    return asset.replace(
-        vertices=asset.vertices[asset.faces].reshape(-1, 3),
-        faces=np.arange(3 * n_faces, dtype=np.int64).reshape(-1, 3),
-        uvs=uv.reshape(-1, 2),
-        texture=texture,
-        textured=True,
-        metadata={**asset.metadata, "generated_atlas": True},
-    )
+    e = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    e = np.concatenate([e, e[:, ::-1], np.stack([np.arange(n_vertices)] * 2, axis=1)])
+    adj = sparse.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n_vertices, n_vertices))
+    adj.data[:] = 1.0
+    deg = np.asarray(adj.sum(axis=1)).ravel()
+    return sparse.diags(1.0 / deg) @ adj
 
 
 def vertex_shading(asset: Asset, params: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -178,8 +130,13 @@ def vertex_shading(asset: Asset, params: dict, rng: np.random.Generator) -> tupl
     cell = max(1.5 * edge, extent / 256.0, 1e-9)
     occluders = np.concatenate([positions, tri.mean(axis=1)])
     lambert = np.clip(normals @ light, 0.0, None)
+    smooth = smoothing_operator(merged_faces, len(positions))
+    n_smooth = int(params.get("smooth_iters", 2))
     if params.get("shadow", True):
-        lambert = lambert * visibility(positions, normals, occluders, light, cell)
+        shadow = visibility(positions, normals, occluders, light, cell).astype(np.float64)
+        for _ in range(n_smooth):  # soften the binary shadow-map test into a penumbra
+            shadow = smooth @ shadow
+        lambert = lambert * shadow
     ao = np.ones(len(positions))
     if n_dirs > 0:
         num = np.zeros(len(positions))
@@ -194,6 +151,8 @@ def vertex_shading(asset: Asset, params: dict, rng: np.random.Generator) -> tupl
             num += w * vis
             den += w
         ao = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+        for _ in range(n_smooth):  # average out the sampling noise of the binary visibility tests
+            ao = smooth @ ao
     shade = gain * (floor + (1.0 - floor) * lambert) * ao**ao_strength
     return shade[inverse], light
 
@@ -203,7 +162,7 @@ def apply(asset: Asset, params: dict, rng: np.random.Generator) -> Asset:
     check_mesh(asset)
     base = asset
     if asset.texture.shape[0] * asset.texture.shape[1] == 1 or not asset.textured:
-        base = per_triangle_atlas(asset, int(params.get("atlas_px", 1024)))
+        base = box_projection_atlas(asset, int(params.get("atlas_px", 1024)))
     shade, light = vertex_shading(base, params, rng)
     h, w = base.texture.shape[:2]
     # the shade is smooth (interpolated per vertex): rasterise it at <= shade_px and upsample,
