@@ -110,6 +110,9 @@ def test_layout_and_bop(dataset):
     depth = np.asarray(Image.open(bop / "depth" / "000000.png"))
     assert depth.dtype == np.uint16
     mask = np.asarray(Image.open(bop / "mask_visib" / "000000_000000.png")) > 0
+    assert np.array_equal(
+        mask, np.asarray(Image.open(dataset / "bop/000000/mask_visib/000000_000000.png").convert("L")) == 255
+    )
     assert mask.sum() == info["0"][0]["px_count_visib"] > 0
     z = depth[mask] * cam["0"]["depth_scale"] / 1000.0
     assert 0.7 < z.min() and z.max() < 0.9

@@ -10,7 +10,7 @@ Layout of ``out_dir``::
         scene_camera.json    cam_K, depth_scale (mm per unit), cam_R_w2c, cam_t_w2c (mm)
         scene_gt.json        cam_R_m2c, cam_t_m2c (mm), obj_id
         scene_gt_info.json   bbox_visib, px_count_visib, px_count_valid
-        rgb/ depth/ mask_visib/
+        rgb/ depth/ mask_visib/ (masks: 1-bit PNG, 0/1; "> 0" is the mask)
 
 COCO follows the real ground truth's rule (:func:`twingap.data.coco.instances_to_coco`): image
 ``i`` (0-based scene index) has id ``i + 1`` and ``file_name`` ``images/{i:06d}.png``;
@@ -140,14 +140,27 @@ def prepare_assets(
 
 # ----------------------------------------------------------------------------- writing one image
 def _png_bytes(arr: np.ndarray) -> bytes:
+    """PNG bytes of an (H, W, 3) uint8 RGB or (H, W) uint16 image (zlib level 1, RLE strategy)."""
     import cv2
 
     if arr.ndim == 3:
         arr = arr[..., ::-1]  # OpenCV writes BGR
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr), [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
+    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr), params)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
+
+
+def _mask_png_bytes(mask: np.ndarray) -> bytes:
+    """1-bit PNG of an (H, W) bool mask (reads back as bool / 0-1; ``> 0`` gives the mask)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(buf, format="PNG", compress_level=PNG_LEVEL)
+    return buf.getvalue()
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -156,11 +169,11 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def _bbox_visib(mask: np.ndarray) -> list[int]:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
         return [-1, -1, -1, -1]
-    x0, y0 = int(xs.min()), int(ys.min())
-    return [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]
+    x0, y0 = int(cols[0]), int(rows[0])
+    return [x0, y0, int(cols[-1]) - x0 + 1, int(rows[-1]) - y0 + 1]
 
 
 def _floats(a: np.ndarray) -> list[float]:
@@ -201,9 +214,7 @@ def write_image(out_dir: Path, i: int, scene: SceneSpec, obj_ids: list[int], res
     info = []
     for k in range(n):
         m = masks[k]
-        _write_bytes(
-            p["bop"] / "mask_visib" / f"{im_id:06d}_{k:06d}.png", _png_bytes(m.astype(np.uint8) * 255)
-        )
+        _write_bytes(p["bop"] / "mask_visib" / f"{im_id:06d}_{k:06d}.png", _mask_png_bytes(m))
         count = int(m.sum())
         info.append({"bbox_visib": _bbox_visib(m), "px_count_visib": count, "px_count_valid": count})
     cam = scene.camera
