@@ -111,3 +111,23 @@ def test_rank_fixes_per_hour_and_significance_first():
     assert items[0].per_hour == pytest.approx(4.0)
     assert items[0].per_hour_lo == pytest.approx(2.0) and items[0].per_hour_hi == pytest.approx(6.0)
     assert items[0].rank == 1 and not items[3].significant
+
+
+def test_mean_over_test_sets_combines_replicates():
+    from twingap.study.stats import mean_over_test_sets
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for shift in (0.02, 0.06):
+        base = rng.random(40)
+        evals = {
+            "clean": {0: per_image(base)},
+            "c": {0: per_image(np.clip(base - shift + rng.normal(0, 0.02, 40), 0, 1))},
+        }
+        res, _ = condition_results("t", "bbox", evals, n_boot=300)
+        rows.append(next(r for r in res if r.condition == "c"))
+    d, lo, hi, sig = mean_over_test_sets(rows)
+    assert d == pytest.approx(np.mean([r.delta for r in rows]))
+    assert lo < d < hi and sig
+    # averaging independent test sets narrows the interval below the mean of the two widths
+    assert hi - lo < np.mean([r.delta_hi - r.delta_lo for r in rows])

@@ -29,7 +29,13 @@ from twingap.study.config import StudyConfig
 from twingap.study.cost import FixItem, artist_hours, rank_fixes
 from twingap.study.runner import IOU_TYPES, STAGES, job_states, load_run_config, scored_categories
 from twingap.study.stages import load_stages
-from twingap.study.stats import ConditionResult, SeedSpread, condition_results, kendall_tau
+from twingap.study.stats import (
+    ConditionResult,
+    SeedSpread,
+    condition_results,
+    kendall_tau,
+    mean_over_test_sets,
+)
 
 PRIMARY_IOU = "bbox"
 
@@ -194,11 +200,8 @@ def _rank_deltas(
         if len(rows) == 1:
             r = rows[0]
             out[cond] = (r.delta, r.delta_lo, r.delta_hi, r.significant)
-        else:  # mean over test sets; conservative interval: mean of the ends
-            d = float(np.mean([r.delta for r in rows]))
-            lo = float(np.mean([r.delta_lo for r in rows]))
-            hi = float(np.mean([r.delta_hi for r in rows]))
-            out[cond] = (d, lo, hi, lo > 0 or hi < 0)
+        else:
+            out[cond] = mean_over_test_sets(rows, cfg.stats.ci)
     return out
 
 

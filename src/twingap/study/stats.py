@@ -56,10 +56,13 @@ class ConditionResult:
     delta_hi: float = 0.0
     delta_per_seed: list[float] = field(default_factory=list)
     significant: bool = False
+    delta_boot: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        """Plain-data form."""
-        return asdict(self)
+        """Plain-data form (without the bootstrap replicates)."""
+        d = asdict(self)
+        d.pop("delta_boot", None)
+        return d
 
 
 @dataclass
@@ -160,7 +163,7 @@ def paired_bootstrap(
             d_seed = [point[c][s] - point[reference][s] for s in paired]
             d = float(np.mean(d_seed))
         else:
-            d_seed, d, d_lo, d_hi = [], math.nan, math.nan, math.nan
+            d_seed, d, d_lo, d_hi, d_b = [], math.nan, math.nan, math.nan, None
         out[c] = {
             "seeds": seeds,
             "ap": float(np.mean([point[c][s] for s in seeds])),
@@ -173,6 +176,7 @@ def paired_bootstrap(
             "delta_hi": d_hi,
             "delta_per_seed": d_seed,
             "image_ci_half": (i_hi - i_lo) / 2,
+            "delta_boot": d_b,
         }
     return out
 
@@ -210,6 +214,7 @@ def condition_results(
                 hi,
                 list(b["delta_per_seed"]),
                 bool(sig),  # type: ignore[arg-type]
+                delta_boot=b["delta_boot"],  # type: ignore[arg-type]
             )
         )
     spread = None
@@ -225,6 +230,25 @@ def condition_results(
             float(boot["clean"]["image_ci_half"]),  # type: ignore[arg-type]
         )
     return results, spread
+
+
+def mean_over_test_sets(results: list[ConditionResult], ci: float = 0.95) -> tuple[float, float, float, bool]:
+    """Mean difference to clean over several test sets with its bootstrap interval.
+
+    The test sets are resampled independently, so replicate ``b`` of the mean is the mean of
+    every test set's replicate ``b``.
+
+    Returns:
+        ``(delta, lo, hi, significant)`` in AP points.
+    """
+    d = float(np.mean([r.delta for r in results]))
+    boots = [r.delta_boot for r in results]
+    if any(b is None for b in boots) or len({len(b) for b in boots}) != 1:  # type: ignore[arg-type]
+        lo = float(np.mean([r.delta_lo for r in results]))
+        hi = float(np.mean([r.delta_hi for r in results]))
+    else:
+        lo, hi = _percentile_ci(np.mean(np.stack(boots), axis=0), ci)  # type: ignore[arg-type]
+    return d, lo, hi, bool(lo > 0 or hi < 0)
 
 
 def kendall_tau(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
