@@ -710,6 +710,15 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
         f"every condition; seeds {cfg.seeds} train every condition (common random numbers). Twinned videos: "
         f"{', '.join(cfg.twin_videos)}. Categories trained: {e(_cat_names(scenes.get('categories', [])))}.</p>"
     )
+    kinds = scenes.get("kinds", {})
+    add(
+        f"<p class='small'>Training scenes: {kinds.get('sampled', 0)} new views sampled around the twins of the real "
+        f"frames and {kinds.get('composed', 0)} composed layouts (objects in stable poses on the twins' support planes), "
+        f"rendered at {cfg.scenes.width}x{cfg.scenes.height}. Test sets: <b>twinned</b> = the real frames the twins were "
+        "built from (the paper's YCB-Real: same rooms, same objects); <b>held-out</b> = real videos no training scene was "
+        "built from, whose objects the model only saw in composed layouts (generalisation, as the paper's YCB-Video test). "
+        "Each test set scores only the categories the model was trained on that appear in it.</p>"
+    )
     add(f"<h3>Versions</h3><pre>{e(dumps_json(res.versions))}</pre>")
     add(
         f"<h3>Configuration</h3><pre>{e((res.run_dir / 'study.toml').read_text() if (res.run_dir / 'study.toml').is_file() else '')}</pre>"
