@@ -121,7 +121,7 @@ def vertex_shading(asset: Asset, params: dict, rng: np.random.Generator) -> tupl
     floor = float(params.get("floor", 0.4))
     gain = float(params.get("gain", 1.35))
     ao_strength = float(params.get("ao_strength", 1.0))
-    n_dirs = int(params.get("ao_dirs", 48))
+    n_dirs = int(params.get("ao_dirs", 32))
     if not 0 <= floor <= 1 or gain <= 0 or ao_strength < 0 or n_dirs < 0:
         raise TwingapError(f"baked light: invalid parameters {params}")
     tri = positions[merged_faces]
@@ -165,9 +165,8 @@ def apply(asset: Asset, params: dict, rng: np.random.Generator) -> Asset:
         base = box_projection_atlas(asset, int(params.get("atlas_px", 1024)))
     shade, light = vertex_shading(base, params, rng)
     h, w = base.texture.shape[:2]
-    # the shade is smooth (interpolated per vertex): rasterise it at <= shade_px and upsample,
-    # except on a generated atlas whose small cells need the full resolution
-    scale = 1.0 if base is not asset else min(1.0, int(params.get("shade_px", 512)) / max(h, w))
+    # the shade is smooth (interpolated per vertex): rasterise it at <= shade_px and upsample
+    scale = min(1.0, int(params.get("shade_px", 512)) / max(h, w))
     sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
     shade_map = rasterize_uv(base.uvs, base.faces, shade[:, None], sh, sw)
     if (sh, sw) != (h, w):

@@ -115,8 +115,8 @@ def fill_uncovered(img: np.ndarray, covered: np.ndarray, iterations: int = 8) ->
         if num.ndim == 2:
             num = num[..., None]
         grow = (mask == 0) & (den > 0)
-        vals[grow] = num[grow] / den[grow][:, None]
-        mask[grow] = 1.0
+        vals = np.where(grow[..., None], num / np.maximum(den, 1.0)[..., None], vals)
+        mask = np.maximum(mask, grow.astype(np.float32))
     rest = mask == 0
     if rest.any():
         vals[rest] = img[covered].mean(axis=0)
