@@ -83,7 +83,8 @@ class CyclesSettings:
 
     Attributes:
         samples: Path-tracing samples per pixel (fixed; adaptive sampling is off).
-        denoise: Run OpenImageDenoise (albedo + normal guided) on the colour pass.
+        denoise: Run OpenImageDenoise (albedo + normal guided) on the colour pass (when the
+            Blender build has it).
         denoise_quality: OIDN quality, ``"HIGH"``, ``"BALANCED"`` or ``"FAST"`` (at 640x480 on
             2 busy cores: about 5, 2.5 and 1 s on top of the path tracing).
         device: ``"auto"`` (a GPU when Cycles finds one, else CPU), ``"cpu"`` or ``"gpu"``.
@@ -287,6 +288,13 @@ def _quiet_stdout():
         os.close(devnull)
 
 
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _cycles_seed(seed: int) -> int:
     return int(seed) % (2**31 - 1)
 
@@ -444,7 +452,7 @@ class _BlenderSession:
         bs.render.film_transparent = True
         bs.render.use_persistent_data = True  # the ids pass reuses the synced scene (BVH, textures)
         bs.render.threads_mode = "FIXED"
-        bs.render.threads = int(s.threads) if s.threads > 0 else max(1, os.cpu_count() or 1)
+        bs.render.threads = int(s.threads) if s.threads > 0 else _usable_cores()
         bs.frame_current = 1
         bs.display_settings.display_device = "sRGB"
         bs.view_settings.view_transform = "Standard"
@@ -465,8 +473,10 @@ class _BlenderSession:
         c.caustics_reflective = c.caustics_refractive = False
         c.pixel_filter_type = "BLACKMAN_HARRIS"
         c.filter_width = float(s.filter_width)
-        c.use_denoising = bool(s.denoise)
-        if s.denoise:
+        import _cycles
+
+        c.use_denoising = bool(s.denoise) and bool(getattr(_cycles, "with_openimagedenoise", True))
+        if c.use_denoising:
             c.denoiser = "OPENIMAGEDENOISE"
             c.denoising_input_passes = "RGB_ALBEDO_NORMAL"
             c.denoising_prefilter = "FAST"
