@@ -136,7 +136,9 @@ def load_train_set(root: str | Path, size: tuple[int, int]) -> TrainSet:
                 f"annotation {a.get('id')} has category_id {cid!r}, which is missing from categories", path
             )
         if a.get("image_id") not in by_image:
-            raise TwingapError(f"annotation {a.get('id')} refers to unknown image_id {a.get('image_id')!r}", path)
+            raise TwingapError(
+                f"annotation {a.get('id')} refers to unknown image_id {a.get('image_id')!r}", path
+            )
         by_image[a["image_id"]].append(a)
     used = sorted({int(a["category_id"]) for a in anns})
     label_to_cat = {i + 1: c for i, c in enumerate(used)}
@@ -167,7 +169,9 @@ def load_train_set(root: str | Path, size: tuple[int, int]) -> TrainSet:
                         rle["counts"] = rle["counts"].encode("ascii")
                 m = mask_utils.decode(rle).astype(bool)
             except (KeyError, TypeError, ValueError) as exc:
-                raise TwingapError(f"annotation {a.get('id')} has a malformed segmentation ({exc})", path) from exc
+                raise TwingapError(
+                    f"annotation {a.get('id')} has a malformed segmentation ({exc})", path
+                ) from exc
             if m.shape != (h, w):
                 raise TwingapError(f"annotation {a.get('id')} mask size differs from its image", path)
             if not m.any():
@@ -225,10 +229,10 @@ def draw_aug(rng: np.random.Generator, hflip: float, crop_min: float, jitter: fl
 
 
 def _crop_box(p: AugParams, w: int, h: int) -> tuple[int, int, int, int]:
-    x0 = int(round(p.crop[0] * w))
-    y0 = int(round(p.crop[1] * h))
-    cw = max(1, min(w - x0, int(round(p.crop[2] * w))))
-    ch = max(1, min(h - y0, int(round(p.crop[3] * h))))
+    x0 = round(p.crop[0] * w)
+    y0 = round(p.crop[1] * h)
+    cw = max(1, min(w - x0, round(p.crop[2] * w)))
+    ch = max(1, min(h - y0, round(p.crop[3] * h)))
     return x0, y0, cw, ch
 
 
@@ -260,7 +264,9 @@ def apply_image(img: np.ndarray, p: AugParams) -> np.ndarray:
     if p.hue != 0.0:
         # Rotate chroma in YIQ space: a cheap linear approximation of a hue shift.
         a = 2 * np.pi * p.hue
-        to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+        to_yiq = np.array(
+            [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32
+        )
         rot = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]], np.float32)
         m = np.linalg.inv(to_yiq) @ rot @ to_yiq
         f = f @ m.T.astype(np.float32)

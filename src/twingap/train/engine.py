@@ -134,7 +134,11 @@ class _FeatureCache:
         with torch.no_grad(), _progress(progress, total, "caching features") as bar:
             for i in range(len(ds)):
                 for v in range(cfg.aug_variants):
-                    p = AugParams() if v == 0 else _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_VARIANT, i, v)))
+                    p = (
+                        AugParams()
+                        if v == 0
+                        else _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_VARIANT, i, v)))
+                    )
                     x = _image_tensor(ds.images[i], p, device)
                     il, _ = transform([x])
                     f = body(il.tensors)
@@ -357,7 +361,9 @@ def train(
     return final
 
 
-def _save_checkpoint(path: Path, model, optim, ema, log_rows, step: int, cfg: TrainConfig, d_hash: str) -> None:
+def _save_checkpoint(
+    path: Path, model, optim, ema, log_rows, step: int, cfg: TrainConfig, d_hash: str
+) -> None:
     payload = {
         "step": step,
         "model": model.state_dict(),

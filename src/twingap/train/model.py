@@ -21,7 +21,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import FrozenBatchNorm2d
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from twingap.errors import TwingapError
@@ -125,9 +125,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> MaskRCNN:
         model = _resnet_model(cfg, num_classes)
     else:
         backbone = _mobilenet_backbone(cfg)
-        anchors = AnchorGenerator(
-            sizes=((16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4
-        )
+        anchors = AnchorGenerator(sizes=((16,), (32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 4)
         c = cfg.fpn_channels
         box_head = TwoMLPHead(c * 7 * 7, 512)
         mask_channels = list(cfg.mask_head_channels)
@@ -145,6 +143,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> MaskRCNN:
             box_predictor=FastRCNNPredictor(512, num_classes),
             box_batch_size_per_image=cfg.box_batch_per_image,
             box_detections_per_img=cfg.detections_per_image,
+            box_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 7, cfg.roi_sampling_ratio),
+            mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 14, cfg.roi_sampling_ratio),
             mask_head=MaskRCNNHeads(c, mask_channels, 1),
             mask_predictor=MaskRCNNPredictor(mask_channels[-1], mask_channels[-1], num_classes),
         )

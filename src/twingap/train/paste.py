@@ -51,7 +51,9 @@ def write_coco_dataset(
     root = Path(root)
     cats = categories if categories is not None else YCBV_NAMES
     coco: dict = {"images": [], "annotations": [], "categories": []}
-    coco["categories"] = [{"id": int(k), "name": str(v), "supercategory": "object"} for k, v in sorted(cats.items())]
+    coco["categories"] = [
+        {"id": int(k), "name": str(v), "supercategory": "object"} for k, v in sorted(cats.items())
+    ]
     ann_id = 1
     for i, (img, ms, cs) in enumerate(zip(images, masks, cat_ids, strict=True)):
         name = f"images/{i:06d}.png"

@@ -90,7 +90,11 @@ def predict(
             chunk = items[b0 : b0 + batch_size]
             rgbs = [_rgb(src) for _, src in chunk]
             x = [
-                torch.from_numpy(np.array(resize_rgb(r, cfg.image_size))).permute(2, 0, 1).float().div(255).to(dev)
+                torch.from_numpy(np.array(resize_rgb(r, cfg.image_size)))
+                .permute(2, 0, 1)
+                .float()
+                .div(255)
+                .to(dev)
                 for r in rgbs
             ]
             outs = model(x)
@@ -102,7 +106,9 @@ def predict(
                 labels = out["labels"][keep].cpu().numpy()
                 probs = out["masks"][keep]
                 if len(probs) and (h, w) != (h_in, w_in):
-                    probs = torch.nn.functional.interpolate(probs, size=(h, w), mode="bilinear", align_corners=False)
+                    probs = torch.nn.functional.interpolate(
+                        probs, size=(h, w), mode="bilinear", align_corners=False
+                    )
                 masks = (probs[:, 0] > 0.5).cpu().numpy() if len(probs) else np.zeros((0, h, w), bool)
                 sx, sy = w / w_in, h / h_in
                 order = np.argsort(-scores, kind="stable")

@@ -1,0 +1,91 @@
+"""Predictions are valid COCO results with the ground truth's image ids and YCB category ids."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from twingap.cli import main
+from twingap.data.images import read_rgb
+from twingap.train.config import TrainConfig
+from twingap.train.engine import train
+from twingap.train.paste import frames_gt, toy_dataset
+from twingap.train.predict import predict
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    base = tmp_path_factory.mktemp("pred")
+    ds = toy_dataset(base / "ds", n_images=6, size=(96, 72))
+    cfg = TrainConfig(
+        image_size=(96, 72), iterations=12, batch_size=2, warmup_iters=1, aug_variants=1, threads=1, lr=0.02
+    )
+    train(ds, base / "run", cfg, progress=False)
+    return base / "run"
+
+
+def _load_res(gt: dict, results: list[dict]):
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        cgt = COCO()
+        cgt.dataset = gt
+        cgt.createIndex()
+        return cgt.loadRes(copy.deepcopy(results)) if results else None
+
+
+def test_predict_valid_coco_results(run):
+    ds = run.parent / "ds"
+    coco = json.loads((ds / "coco.json").read_text())
+    pairs = [(im["id"] * 10, ds / im["file_name"]) for im in coco["images"]]
+    res = predict(run, pairs, score_threshold=0.0)
+    assert res, "a trained model at threshold 0 should return detections"
+    ids = {i for i, _ in pairs}
+    for r in res:
+        assert r["image_id"] in ids
+        assert r["category_id"] in {1, 2, 5}
+        x, y, w, h = r["bbox"]
+        assert w >= 0 and h >= 0 and x >= -1 and y >= -1 and x + w <= 97 and y + h <= 73
+        assert 0.0 <= r["score"] <= 1.0
+        assert r["segmentation"]["size"] == [72, 96] and isinstance(r["segmentation"]["counts"], str)
+    gt = {**coco, "images": [{**im, "id": im["id"] * 10} for im in coco["images"]], "annotations": []}
+    assert _load_res(gt, res) is not None
+    # Scores within an image are sorted; results are deterministic.
+    assert res == predict(run, pairs, score_threshold=0.0)
+
+
+def test_predict_maps_back_to_original_size(run):
+    ds = run.parent / "ds"
+    img = read_rgb(ds / "images" / "000000.png")
+    big = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1)  # 192 x 144
+    res = predict(run, [big], score_threshold=0.0)
+    assert res and all(r["image_id"] == 1 for r in res)
+    assert all(r["segmentation"]["size"] == [144, 192] for r in res)
+    assert max(r["bbox"][0] + r["bbox"][2] for r in res) > 96 or len(res) < 3
+
+
+def test_cli_predict_on_frames(run, small_ycbv, tmp_path, capsys):
+    out = tmp_path / "preds.json"
+    code = main(["predict", str(run), "--frames", str(small_ycbv), "-o", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    res = json.loads(out.read_text())
+    from twingap.data.loader import load_frames
+
+    frames = load_frames(small_ycbv, load_depth=False)
+    assert {r["image_id"] for r in res} <= set(range(1, len(frames) + 1))
+    if res:
+        assert _load_res(frames_gt(frames), res) is not None
+
+
+def test_cli_predict_bad_run_exit_2(tmp_path, small_ycbv, capsys):
+    code = main(["predict", str(tmp_path), "--frames", str(small_ycbv), "-o", str(tmp_path / "p.json")])
+    assert code == 2
+    assert "model_final.pt missing" in capsys.readouterr().err

@@ -1,0 +1,158 @@
+"""Training engine: finite decreasing losses, bit-identical resume, clear errors on bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from twingap.cli import main
+from twingap.train import engine
+from twingap.train.config import PRESETS, TrainConfig, load_config
+from twingap.train.engine import train
+from twingap.train.paste import toy_dataset
+
+TINY = TrainConfig(
+    image_size=(96, 72),
+    iterations=6,
+    batch_size=2,
+    warmup_iters=1,
+    aug_variants=2,
+    checkpoint_every=3,
+    threads=1,
+    ema_start=0.5,
+)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    return toy_dataset(tmp_path_factory.mktemp("toy") / "ds", n_images=6, size=(96, 72))
+
+
+def _losses(run: Path) -> list[float]:
+    with open(run / "train_log.csv") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+def test_losses_finite_and_decreasing(toy, tmp_path):
+    cfg = TINY.replace(iterations=10)
+    final = train(toy, tmp_path / "run", cfg, progress=False)
+    assert final.is_file()
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 10
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) / 3 < losses[0]
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["finished"] and meta["seed"] == 0 and len(meta["dataset_hash"]) == 64
+    assert meta["label_map"] == {"1": 1, "2": 2, "3": 5}
+    assert "torch" in meta["versions"]
+    assert TrainConfig.from_dict(json.loads((tmp_path / "run" / "config.json").read_text())) == cfg
+
+
+def _state(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "model_final.pt", map_location="cpu", weights_only=False)["model"]
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_resume_is_bit_identical(toy, tmp_path, monkeypatch, cached):
+    cfg = TINY.replace(cache_features=cached)
+    ref = train(toy, tmp_path / "ref", cfg, progress=False).parent
+
+    real_lr_at = engine.lr_at
+
+    def killed_at_4(c, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_lr_at(c, step)
+
+    monkeypatch.setattr(engine, "lr_at", killed_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(toy, tmp_path / "res", cfg, progress=False)
+    assert (tmp_path / "res" / "checkpoint.pt").is_file()
+    assert not (tmp_path / "res" / "model_final.pt").exists()
+    monkeypatch.setattr(engine, "lr_at", real_lr_at)
+    train(toy, tmp_path / "res", cfg, resume=True, progress=False)
+    a, b = _state(ref), _state(tmp_path / "res")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _losses(ref) == _losses(tmp_path / "res")
+    # A finished run resumes to a no-op.
+    assert train(toy, tmp_path / "res", cfg, resume=True, progress=False).is_file()
+
+
+def test_same_seed_same_weights_other_seed_differs(toy, tmp_path):
+    cfg = TINY.replace(iterations=2, checkpoint_every=0)
+    a = _state(train(toy, tmp_path / "a", cfg, progress=False).parent)
+    b = _state(train(toy, tmp_path / "b", cfg, progress=False).parent)
+    c = _state(train(toy, tmp_path / "c", cfg.replace(seed=1), progress=False).parent)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_lr_schedule():
+    cfg = PRESETS["quick"]
+    lrs = [engine.lr_at(cfg, s) for s in range(cfg.iterations)]
+    assert lrs[0] == pytest.approx(cfg.lr * cfg.warmup_factor)
+    assert max(lrs) == pytest.approx(cfg.lr, rel=1e-3)
+    assert lrs[-1] < 0.01 * cfg.lr
+
+
+def _write_coco(root: Path, coco: dict) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "coco.json").write_text(json.dumps(coco))
+    return root
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_bad_datasets_exit_2(toy, tmp_path, capsys):
+    good = json.loads((toy / "coco.json").read_text())
+    cases = {
+        "missing": (None, "coco.json not found"),
+        "empty": ({"images": [], "annotations": [], "categories": good["categories"]}, "no images"),
+        "noanns": ({**good, "annotations": []}, "no annotations"),
+        "nocats": ({**good, "categories": []}, "no categories"),
+        "badcat": (
+            {**good, "categories": [c for c in good["categories"] if c["id"] != 5]},
+            "missing from categories",
+        ),
+    }
+    for name, (coco, msg) in cases.items():
+        root = tmp_path / name
+        root.mkdir()
+        if coco is not None:
+            _write_coco(root, coco)
+        code, err = _cli(["train", str(root), "-o", str(tmp_path / f"run_{name}"), "--no-progress"], capsys)
+        assert code == 2, name
+        assert msg in err, (name, err)
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_nonempty_run_dir_and_bad_options_exit_2(toy, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "x").write_text("x")
+    code, err = _cli(["train", str(toy), "-o", str(run), "--no-progress"], capsys)
+    assert code == 2 and "--resume" in err
+    code, err = _cli(["train", str(toy), "-o", str(tmp_path / "r2"), "--model", "vgg"], capsys)
+    assert code == 2 and "unknown model" in err
+    code, err = _cli(["train", str(toy), "-o", str(tmp_path / "r3"), "--preset", "huge"], capsys)
+    assert code == 2 and "unknown preset" in err
+
+
+def test_config_toml_and_overrides(tmp_path):
+    p = tmp_path / "t.toml"
+    p.write_text("[train]\niterations = 7\nimage_size = [128, 96]\n")
+    cfg = load_config("quick", p, seed=3)
+    assert (cfg.iterations, cfg.image_size, cfg.seed) == (7, (128, 96), 3)
+    p.write_text("bogus = 1\n")
+    with pytest.raises(Exception, match="unknown training option"):
+        load_config("quick", p)
+    assert PRESETS["paper"].model == "resnet50_fpn" and not PRESETS["paper"].uses_cache
