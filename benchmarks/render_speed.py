@@ -8,7 +8,9 @@ directional light). Prints, in one run on this machine:
 * the steady-state loop (render + write per image, assets already loaded) for the raster backend
   (MSAA and single-pass) and, when ``pyrender`` (``pip install twingap[bench]``) is importable, a
   plain pyrender baseline writing the same files (colour+depth render plus a segmentation render);
-* ratios against the baseline.
+* ratios against the baseline, on wall clock and on CPU time per image (the machine is shared:
+  CPU seconds per image, summed over processes and llvmpipe threads, are steadier than wall time,
+  and ``2 / (CPU s per image)`` estimates images/s on two idle cores).
 
 Usage: ``.venv/bin/python benchmarks/render_speed.py [--n 60] [--workers 1 2]``
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -95,18 +98,25 @@ class PyrenderBaseline:
         self.renderer.delete()
 
 
-def loop_rate(renderer, scenes, assets, out_dir: Path) -> float:
-    """Images/s of render + write_image over the scenes (first image excluded as warm-up)."""
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (llvmpipe threads included)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def loop_rate(renderer, scenes, assets, out_dir: Path) -> tuple[float, float]:
+    """(images/s, CPU s/image) of render + write_image (first image excluded as warm-up)."""
     from twingap.render.dataset import write_image
 
     obj_ids = [[o.obj_id for o in s.objects] for s in scenes]
     res = renderer.render(scenes[0], assets)
     write_image(out_dir, 0, scenes[0], obj_ids[0], res)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     for i in range(1, len(scenes)):
         res = renderer.render(scenes[i], assets)
         write_image(out_dir, i, scenes[i], obj_ids[i], res)
-    return (len(scenes) - 1) / (time.perf_counter() - t0)
+    n = len(scenes) - 1
+    return n / (time.perf_counter() - t0), (cpu_seconds() - c0) / n
 
 
 def main() -> None:
@@ -127,14 +137,15 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="twingap_bench_"))
     lib = ModelLibrary(default_sample_root() / "models")
     try:
-        rates: dict[str, float] = {}
+        rates: dict[str, tuple[float, float]] = {}
         for wk in args.workers:
             for msaa in (4, 1):
                 out = tmp / f"ds_w{wk}_m{msaa}"
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), cpu_seconds()
                 render_dataset(scenes, out, lib, workers=wk, progress=False, renderer_options={"msaa": msaa})
                 dt = time.perf_counter() - t0
-                rates[f"render_dataset workers={wk} msaa={msaa} (end to end)"] = len(scenes) / dt
+                key = f"render_dataset workers={wk} msaa={msaa} (end to end)"
+                rates[key] = (len(scenes) / dt, (cpu_seconds() - c0) / len(scenes))
 
         assets = {m: lib.load(m) for m in sorted({o.model for s in scenes for o in s.objects})}
         for msaa in (4, 1):
@@ -153,10 +164,15 @@ def main() -> None:
                 base_key = "pyrender loop (render+seg+write)"
                 rates[base_key] = loop_rate(baseline, scenes, assets, tmp / "pyrender")
                 baseline.release()
-        print(f"{'configuration':52s} {'images/s':>9s} {'vs pyrender':>12s}")
-        for k, v in rates.items():
-            ratio = f"{v / rates[base_key]:.2f}x" if base_key else "-"
-            print(f"{k:52s} {v:9.2f} {ratio:>12s}")
+        print(
+            f"{'configuration':52s} {'images/s':>9s} {'vs pyrender':>12s} {'CPU s/img':>10s} "
+            f"{'2-core est.':>12s} {'vs pyrender':>12s}"
+        )
+        for k, (rate, cpu) in rates.items():
+            ratio = f"{rate / rates[base_key][0]:.2f}x" if base_key else "-"
+            cpu_ratio = f"{rates[base_key][1] / cpu:.2f}x" if base_key else "-"
+            print(f"{k:52s} {rate:9.2f} {ratio:>12s} {cpu:10.3f} {2 / cpu:12.1f} {cpu_ratio:>12s}")
+        print("2-core est. = 2 / (CPU s per image): images/s if two idle cores were all ours")
         print(f"load average after: {os.getloadavg()[0]:.1f} (timings are shared-machine wall clock)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -253,8 +253,11 @@ def write_image(out_dir: Path, i: int, scene: SceneSpec, obj_ids: list[int], res
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(job: _Job) -> None:
+def _worker_init(job: _Job, gl_threads: int | None = None) -> None:
     from twingap.render.backend import get_renderer
+
+    if gl_threads is not None:  # llvmpipe reads it when the context is created
+        os.environ.setdefault("LP_NUM_THREADS", str(gl_threads))
 
     _WORKER["scenes"] = job.scenes
     _WORKER["assets"] = job.assets
@@ -461,7 +464,9 @@ def _run(job: _Job, todo: list[int], workers: int, progress: bool, total: int) -
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")  # no GL state or threads inherited from the parent
-        with ctx.Pool(processes=min(workers, len(todo)), initializer=_worker_init, initargs=(job,)) as pool:
+        procs = min(workers, len(todo))
+        gl_threads = max(1, default_workers() // procs)  # share the cores instead of oversubscribing
+        with ctx.Pool(processes=procs, initializer=_worker_init, initargs=(job, gl_threads)) as pool:
             for _ in pool.imap_unordered(_worker_render, todo, chunksize=1):
                 bar.advance(task)
 
