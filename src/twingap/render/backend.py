@@ -85,6 +85,10 @@ def get_renderer(name: str = "raster", **kwargs: object) -> Renderer:
         from twingap.render.cycles import CyclesRenderer
 
         return CyclesRenderer(**kwargs)  # type: ignore[arg-type]
+    if name == "cycles":
+        from twingap.render.cycles import CyclesRenderer
+
+        return CyclesRenderer(**kwargs)  # type: ignore[arg-type]
     raise TwingapError(f"unknown render backend {name!r} (have: {', '.join(BACKENDS)})")
 
 

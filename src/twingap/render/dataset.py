@@ -458,7 +458,11 @@ def _run(job: _Job, todo: list[int], workers: int, progress: bool, total: int) -
                     _worker_render(i)
                     bar.advance(task)
             finally:
-                _WORKER.pop("renderer").release()
+                renderer = _WORKER.pop("renderer")
+                for method in ("release", "close"):
+                    if hasattr(renderer, method):
+                        getattr(renderer, method)()
+                        break
                 _WORKER.clear()
             return
         import multiprocessing as mp
