@@ -263,3 +263,10 @@ def test_preset_function_rejects_unknown():
     with pytest.raises(TwingapError, match="unknown study preset"):
         preset("huge")
     assert isinstance(preset("quick"), StudyConfig)
+
+
+def test_example_config_loads():
+    cfg = load_study_config(REPO / "src" / "twingap" / "configs" / "study_example.toml")
+    assert cfg.name == "example"
+    assert len(cfg.conditions) == 13
+    assert [ts.name for ts in cfg.test_sets] == ["ycb-real", "held-out-0002"]
