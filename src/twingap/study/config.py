@@ -318,7 +318,9 @@ def preset(name: str) -> StudyConfig:
             scenes=ScenesConfig(twin_views=160, composed=160, width=320, height=240),
             train=TrainSection(preset="quick"),
             stats=StatsConfig(n_boot=1000),
-            executor=ExecutorConfig(workers=1, cpus_per_job=2, gpus_per_job=0),
+            # two single-threaded jobs side by side: on a shared 2-core CPU one torch thread per
+            # process beats two (OpenMP barriers stall under contention; see TrainConfig.threads)
+            executor=ExecutorConfig(workers=2, cpus_per_job=1, gpus_per_job=0),
         )
     if name == "paper":
         return StudyConfig(
