@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from twingap.data.coco import frames_to_coco
 from twingap.data.loader import load_frames
 from twingap.train.config import load_config
 from twingap.train.engine import train
-from twingap.train.paste import frames_gt, paste_dataset
+from twingap.train.paste import paste_dataset
 from twingap.train.predict import predict
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "ycbv_real_frames"
@@ -71,7 +72,7 @@ def main() -> None:
     print("config:", json.dumps({k: v for k, v in cfg.to_dict().items() if k != "extra"}))
     work = args.workdir or Path(tempfile.mkdtemp(prefix="twingap_lc_"))
     frames = load_frames(SAMPLE, load_depth=False)
-    gt = frames_gt(frames)
+    gt = frames_to_coco(frames)
     conds = {"clean": 0.0} | ({f"blur{args.blur:g}": args.blur} if args.blur > 0 else {})
     t = time.perf_counter()
     for name, sigma in conds.items():

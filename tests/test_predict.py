@@ -16,7 +16,7 @@ from twingap.cli import main
 from twingap.data.images import read_rgb
 from twingap.train.config import TrainConfig
 from twingap.train.engine import train
-from twingap.train.paste import frames_gt, toy_dataset
+from twingap.train.paste import toy_dataset
 from twingap.train.predict import predict
 
 
@@ -77,12 +77,14 @@ def test_cli_predict_on_frames(run, small_ycbv, tmp_path, capsys):
     code = main(["predict", str(run), "--frames", str(small_ycbv), "-o", str(out), "--no-progress"])
     assert code == 0, capsys.readouterr().err
     res = json.loads(out.read_text())
+    from twingap.data.coco import frames_to_coco
     from twingap.data.loader import load_frames
 
     frames = load_frames(small_ycbv, load_depth=False)
-    assert {r["image_id"] for r in res} <= set(range(1, len(frames) + 1))
+    gt = frames_to_coco(frames)
+    assert {r["image_id"] for r in res} <= {im["id"] for im in gt["images"]}
     if res:
-        assert _load_res(frames_gt(frames), res) is not None
+        assert _load_res(gt, res) is not None
 
 
 def test_cli_predict_bad_run_exit_2(tmp_path, small_ycbv, capsys):

@@ -60,7 +60,7 @@ def predict_cmd(
     score_threshold: Annotated[float, Opt(help="Drop detections scoring lower.")] = 0.05,
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
-    """Predict boxes and masks on every frame; image ids are frame position + 1 (load order)."""
+    """Predict boxes and masks on every frame (image ids as in ``twingap data coco``)."""
     from twingap.data.loader import load_frames
     from twingap.io import write_json_atomic
     from twingap.train.predict import predict

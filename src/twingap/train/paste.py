@@ -220,39 +220,3 @@ def paste_dataset(
     root = Path(root)
     write_coco_dataset(root, images, masks, cats)
     return root
-
-
-def frames_gt(frames: Sequence[Frame]) -> dict:
-    """Minimal COCO ground truth of frames (image ids = position + 1; visible masks as RLE).
-
-    A stand-in for the foundation stage's ``twingap.data.coco.frames_to_coco`` used by the
-    development benchmarks; instances with an empty visible mask are skipped.
-    """
-    from pycocotools import mask as mask_utils
-
-    from twingap.assets.ycb import YCBV_NAMES
-
-    gt: dict = {"images": [], "annotations": [], "categories": []}
-    gt["categories"] = [{"id": k, "name": v} for k, v in sorted(YCBV_NAMES.items())]
-    aid = 1
-    for i, f in enumerate(frames):
-        gt["images"].append({"id": i + 1, "width": f.width, "height": f.height, "file_name": str(f.rgb_path)})
-        for m, c in zip(f.masks, f.obj_ids, strict=True):
-            if not m.any():
-                continue
-            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-            bbox = [float(v) for v in mask_utils.toBbox(rle)]
-            rle["counts"] = rle["counts"].decode("ascii")
-            gt["annotations"].append(
-                {
-                    "id": aid,
-                    "image_id": i + 1,
-                    "category_id": int(c),
-                    "segmentation": rle,
-                    "area": float(m.sum()),
-                    "bbox": bbox,
-                    "iscrowd": 0,
-                }
-            )
-            aid += 1
-    return gt

@@ -1,8 +1,9 @@
 """Predictions of a trained run on images or frames, as COCO results.
 
-Image ids: pass ``(image_id, source)`` pairs to use the ground truth's own ids. Given plain
-frames or paths, the ids are the position in the list plus one (1, 2, ...), the rule of
-COCO ground truth built from the same list in the same order.
+Image ids: pass ``(image_id, source)`` pairs to use the ground truth's own ids. Given a list of
+frames, the ids follow :func:`twingap.data.coco.assign_image_ids` (``scene * 1_000_000 +
+frame`` for numeric ``"scene/frame"`` ids, else position + 1), the rule of
+:func:`twingap.data.coco.frames_to_coco`; given paths or arrays, position + 1.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def predict(
     Args:
         run_dir: A finished run folder (see :func:`twingap.train.engine.train`).
         images: Frames, image paths or (H, W, 3) uint8 RGB arrays; or ``(image_id, source)``
-            pairs. Without explicit ids, image ids are list position + 1.
+            pairs. Without explicit ids: frames get ``assign_image_ids(frames)``, other
+            sources list position + 1.
         device: ``"cpu"``, ``"cuda"`` or None (the run's setting, ``auto`` by default).
         score_threshold: Detections scoring lower are dropped.
         batch_size: Images per forward pass.
@@ -78,11 +80,16 @@ def predict(
 
     model, cfg, label_map, dev = load_model(run_dir, device)
     items: list[tuple[int, Source]] = []
+    default_ids = list(range(1, len(images) + 1))
+    if images and all(isinstance(x, Frame) for x in images):
+        from twingap.data.coco import assign_image_ids
+
+        default_ids = assign_image_ids(images)  # type: ignore[arg-type]
     for i, item in enumerate(images):
         if isinstance(item, tuple) and len(item) == 2 and not isinstance(item, np.ndarray):
             items.append((int(item[0]), item[1]))
         else:
-            items.append((i + 1, item))  # type: ignore[arg-type]
+            items.append((default_ids[i], item))  # type: ignore[arg-type]
     results: list[dict[str, Any]] = []
     w_in, h_in = cfg.image_size
     with torch.no_grad(), _progress(progress, len(items), "predicting") as advance:
