@@ -10,9 +10,10 @@ with blown-out whites and sensor noise). Per video we fit, on the object pixels 
   candidate direction with only that light (``D_k``) give every combination ``A + r D_k`` without
   re-rendering. 17 candidate directions (elevations 30/55/80 degrees, 8 azimuths, plus overhead)
   are scored with a linear least-squares colour fit; the best one is then refined.
-* **camera response** (:class:`~twingap.render.scene.ResponseSpec`): a 3x3 colour matrix ``M``
-  (it absorbs exposure, white balance and the light's overall scale, so ``exposure = 1`` and
-  ``white_balance = 1``), gamma 2.2 and a per-channel quadratic tone curve ``a t + b t^2``, fitted
+* **camera response** (:class:`~twingap.render.scene.ResponseSpec`): a 3x3 colour matrix
+  ``M = diag(g) (I + O)`` (channel gains ``g`` absorb exposure, white balance and the light's
+  overall scale, so ``exposure = 1`` and ``white_balance = 1``; the off-diagonal cross-talk ``O`` is
+  ridge-regularised), gamma 2.2 and a per-channel quadratic tone curve ``a t + (1 - a) t^2``, fitted
   by non-linear least squares in sRGB on per-pixel (twin linear radiance, real sRGB) pairs
   (a linear fit in linear space, its starting point, weights bright pixels too much and fits the
   object mean colours about twice worse).
@@ -41,6 +42,8 @@ from twingap.render.twin import scale_camera
 GAMMA = 2.2
 #: Candidate key-light strengths relative to the ambient term.
 RATIOS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: Ridge weight of the off-diagonal colour-matrix terms (per sqrt(pixel)).
+RIDGE = 0.1
 
 
 def candidate_directions() -> np.ndarray:
@@ -144,12 +147,26 @@ def _lin_fit(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
     return Mt.T, float(np.mean(np.abs(pred - Y)))
 
 
+def _unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters -> (colour matrix (3, 3), tone (3, 2)).
+
+    ``theta`` = log channel gains ``g`` (3), off-diagonal terms ``O`` (6), tone slopes ``a`` (3):
+    ``M = diag(g) (I + O)`` and ``tone(t) = a t + (1 - a) t^2`` per channel, which keeps
+    ``tone(1) = 1`` so that gains and tone do not trade scale (the fit stays well posed).
+    """
+    g = np.exp(theta[:3])
+    cross = np.zeros(9)
+    cross[~np.eye(3, dtype=bool).ravel()] = theta[3:9]
+    M = np.diag(g) @ (np.eye(3) + cross.reshape(3, 3))
+    a = theta[9:12]
+    return M, np.stack([a, 1.0 - a], axis=1)
+
+
 def _predict(theta: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Predicted sRGB in [0, 1] of linear twin radiance ``X`` (N, 3) under parameters ``theta`` (15,)."""
-    M = theta[:9].reshape(3, 3)
-    a, b = theta[9:12], theta[12:15]
+    """Predicted sRGB in [0, 1] of linear twin radiance ``X`` (N, 3) under parameters ``theta``."""
+    M, tone = _unpack(theta)
     t = np.maximum(X @ M.T, 1e-9) ** (1 / GAMMA)
-    return np.clip(a * t + b * t * t, 0, 1)
+    return np.clip(tone[:, 0] * t + tone[:, 1] * t * t, 0, 1)
 
 
 def highpass_sigma(rgb: np.ndarray, region: np.ndarray) -> float:
@@ -235,20 +252,28 @@ def calibrate_video(
     A_f, D_f, Y_f = np.concatenate(A_f), np.concatenate(D_f), np.concatenate(Y_f)
     X_f = A_f + rbest * D_f
     M0, _ = _lin_fit(X_f, Y_f)
-    theta0 = np.concatenate([M0.ravel(), np.ones(3), np.zeros(3)])
+    g0 = np.clip(np.diag(M0), 0.05, 20.0)
+    theta0 = np.concatenate([np.log(g0), np.zeros(6), np.ones(3)])
     sub = rng.choice(len(Y_f), min(len(Y_f), 30000), replace=False)
     sub.sort()
+    # Ridge on the off-diagonal terms: a video whose objects share one hue (all red in YCB-Video
+    # 0000) would otherwise get a matrix that turns other colours (white, blue) into nonsense in
+    # composed scenes. The weight is relative to the pixel residuals.
+    ridge_w = RIDGE * np.sqrt(len(sub))
 
     def resid(th: np.ndarray) -> np.ndarray:
-        return (_predict(th, X_f[sub]) - Y_f[sub]).ravel()
+        return np.concatenate([(_predict(th, X_f[sub]) - Y_f[sub]).ravel(), ridge_w * th[3:9]])
 
     # plain squared error in sRGB: robust losses were tried and fit the object means worse
-    sol = least_squares(resid, theta0, max_nfev=100)
+    # bounds: gains within e^+-5, cross-talk within +-1, tone slope in [0, 2] (monotone on [0, 1])
+    lo = np.concatenate([np.full(3, -5.0), np.full(6, -1.0), np.zeros(3)])
+    hi = np.concatenate([np.full(3, 5.0), np.full(6, 1.0), np.full(3, 2.0)])
+    theta0 = np.clip(theta0, lo + 1e-6, hi - 1e-6)
+    sol = least_squares(resid, theta0, bounds=(lo, hi), max_nfev=200)
     theta = sol.x
     pred = _predict(theta, X_f)
     rmse = float(np.sqrt(np.mean((pred - Y_f) ** 2)) * 255)
-    M = theta[:9].reshape(3, 3)
-    tone = np.stack([theta[9:12], theta[12:15]], axis=1)  # (3, 2): a*t + b*t^2 per channel
+    M, tone = _unpack(theta)
     strength = float(rbest)
     cal = {
         "response": {
