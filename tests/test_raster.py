@@ -312,3 +312,37 @@ def test_closed_meshes_cull_exactly(renderer, monkeypatch):
         assert np.array_equal(culled.instance_ids, both_sides.instance_ids)
         assert np.array_equal(culled.depth, both_sides.depth)
         assert np.array_equal(culled.rgb, both_sides.rgb)
+
+
+def test_optional_shadows_darken_the_receiver_only_where_occluded(renderer):
+    import trimesh
+
+    # camera looks down +z at a floor (z = 1.5) with a closed box floating above it (z = 1.2)
+    floor = pixel_rect(0, 0, W - 1, H - 1, 1.5).replace(texture=uniform_texture((200, 200, 200)))
+    cube = trimesh.creation.box(extents=(0.2, 0.2, 0.1))
+    box = Asset(
+        "box",
+        np.asarray(cube.vertices),
+        np.asarray(cube.faces),
+        np.zeros((8, 2)),
+        uniform_texture((90, 90, 90)),
+    )
+    T = np.eye(4)
+    T[:3, 3] = (0.0, 0.0, 1.2)
+    light = LightSpec(direction=(1.0, 0.0, 1.0), intensity=1.0)  # travels to +x and away from the camera
+    objs = [obj("floor", obj_id=1), ObjectSpec("box", 2, T)]
+    assets = {"floor": floor, "box": box}
+    plain = renderer.render(scene(objs, lights=[light], ambient=0.2), assets, return_linear=True)
+    shadowed = renderer.render(
+        scene(objs, lights=[light], ambient=0.2, meta={"shadows": True}), assets, return_linear=True
+    )
+    assert np.array_equal(plain.instance_ids, shadowed.instance_ids)
+    floor_px = shadowed.instance_ids == 1
+    u = np.broadcast_to(np.arange(W)[None], (H, W))
+    dark = floor_px & (shadowed.linear[..., 0] < 0.5 * plain.linear[..., 0])
+    assert dark.sum() > 20  # the shadow falls on the floor, to the +x side of the box
+    assert u[dark].min() > K[0, 2]
+    left = floor_px & (u < K[0, 2] - 8)
+    np.testing.assert_allclose(shadowed.linear[left], plain.linear[left], rtol=1e-3)  # lit floor unchanged
+    box_px = shadowed.instance_ids == 2
+    np.testing.assert_allclose(shadowed.linear[box_px], plain.linear[box_px], rtol=1e-3)  # no shadow acne

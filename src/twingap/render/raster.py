@@ -16,6 +16,17 @@ Per scene three passes run:
 3. **composite** (1 sample): MSAA resolve, the camera response (:mod:`twingap.render.response`)
    on the lit radiance, then over the background colour / image.
 
+Optional per-scene settings in ``scene.meta``: ``"shadows": True`` (shadow map of the first
+directional light, cast by the objects onto everything; ``"shadow_bias_m"``, default 0.002),
+``"specular"`` (Blinn-Phong strength, default 0) and ``"shininess"`` (default 32),
+``"background_unlit"`` (default True: a background mesh's texture is passed through as sRGB
+without lighting or camera response; False lights it like an object). A background mesh comes
+from ``BackgroundSpec(kind="mesh", path=...)`` (loaded once per path and cached) or, ready
+made, from ``assets[BACKGROUND_ASSET_KEY]``.
+
+Closed (watertight, consistently wound) meshes are drawn with their inner side culled, which is
+exact and halves llvmpipe's raster work; open meshes (holes!) are drawn double-sided.
+
 Projection: the OpenCV pinhole ``u = fx x/z + s y/z + cx`` maps to window coordinates
 ``u + 0.5`` (OpenGL samples pixel centres at ``i + 0.5``), and image rows increase with window
 y, so the read-back buffers are already in image row order (row 0 = top) with no flip.
@@ -102,6 +113,10 @@ uniform vec3 u_lrad[MAX_LIGHTS];      // colour * intensity (linear)
 uniform vec3 u_cam_pos;
 uniform float u_specular;
 uniform float u_shininess;
+uniform int u_shadow_light;             // index of the shadow-casting light, -1 = no shadows
+uniform mat4 u_light_vp;                // world -> shadow-map clip space (orthographic)
+uniform float u_shadow_bias;            // depth bias in shadow-map depth units
+uniform sampler2DShadow u_shadow_map;
 in float v_zcam;
 in vec3 v_world;
 in vec3 v_normal;
@@ -140,6 +155,13 @@ void main() {{
             e = e / d2;
         }}
         float ndl = max(dot(n, l), 0.0);
+        if (i == u_shadow_light && ndl > 0.0) {{
+            vec3 sp = (u_light_vp * vec4(v_world, 1.0)).xyz * 0.5 + 0.5;
+            if (all(greaterThan(sp, vec3(0.0))) && all(lessThan(sp, vec3(1.0)))) {{
+                float bias = u_shadow_bias * (1.0 + 4.0 * (1.0 - ndl));
+                ndl *= texture(u_shadow_map, vec3(sp.xy, sp.z - bias));   // 2x2 PCF by the sampler
+            }}
+        }}
         rad += e * ndl;
         if (u_specular > 0.0 && ndl > 0.0) {{
             vec3 h = normalize(l + view);
@@ -266,6 +288,7 @@ class _GpuMesh:
     vao_id: object
     vao_color: object
     cull: str | None  # "back"/"front" for a closed mesh whose far side can never be seen
+    bbox: np.ndarray  # (2, 3) min/max corner in the asset frame, metres
 
     def release(self) -> None:
         for obj in (self.vao_id, self.vao_color, self.vbo, self.ibo, self.texture):
@@ -281,13 +304,19 @@ class RasterRenderer:
         msaa: MSAA samples for the RGB image (1 disables anti-aliasing).
         max_cached_assets: Number of uploaded assets kept on the GPU (least recently used
             are released first).
+        shadow_size: Shadow-map resolution (used by scenes with ``meta["shadows"] = True``).
 
     Raises:
         TwingapError: If no headless EGL OpenGL 3.3 context can be created.
     """
 
     def __init__(
-        self, width: int = 640, height: int = 480, msaa: int = MSAA_SAMPLES, max_cached_assets: int = 64
+        self,
+        width: int = 640,
+        height: int = 480,
+        msaa: int = MSAA_SAMPLES,
+        max_cached_assets: int = 64,
+        shadow_size: int = 1024,
     ) -> None:
         import moderngl
 
@@ -303,6 +332,12 @@ class RasterRenderer:
         self._prog_color = ctx.program(vertex_shader=_VERT, fragment_shader=_FRAG_COLOR)
         self._prog_comp = ctx.program(vertex_shader=_VERT_QUAD, fragment_shader=_FRAG_COMPOSITE)
         self._prog_color["u_tex"].value = 0
+        self._prog_color["u_shadow_map"].value = 3
+        self._shadow_size = int(shadow_size)
+        self._shadow_tex = ctx.depth_texture((self._shadow_size, self._shadow_size))
+        self._shadow_tex.compare_func = "<="
+        self._shadow_tex.filter = (ctx.LINEAR, ctx.LINEAR)
+        self._shadow_fbo = ctx.framebuffer(depth_attachment=self._shadow_tex)
         self._prog_comp["u_lit"].value = 0
         self._prog_comp["u_pass"].value = 1
         self._prog_comp["u_bg"].value = 2
@@ -365,6 +400,51 @@ class RasterRenderer:
         ]  # fmt: skip
         self._size = size
 
+    def _shadow_pass(self, scene: SceneSpec, draws: list, mat) -> tuple[int, np.ndarray]:
+        """Render the shadow map of the first directional light when ``scene.meta["shadows"]``.
+
+        The orthographic light frustum bounds the objects (shadow casters); a background mesh
+        receives shadows but does not cast them.
+
+        Returns:
+            (index of the shadowing light or -1, (4, 4) world -> light clip transform).
+        """
+        self._shadow_extent = 1.0
+        key = next(
+            (k for k, li in enumerate(scene.lights) if li.kind == "directional"),
+            -1,
+        )
+        objects = [(m, T) for m, T, inst in draws if inst > 0]
+        if not scene.meta.get("shadows", False) or key < 0 or not objects:
+            return -1, np.eye(4)
+        corners = []
+        for mesh, T in objects:
+            lo, hi = mesh.bbox
+            c = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+            corners.append(c @ T[:3, :3].T + T[:3, 3])
+        pts = np.concatenate(corners)
+        centre = 0.5 * (pts.min(0) + pts.max(0))
+        radius = 1.05 * float(np.linalg.norm(pts - centre, axis=1).max()) + 1e-6
+        z = np.asarray(scene.lights[key].direction, np.float64)
+        z /= np.linalg.norm(z)
+        helper = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        x = np.cross(helper, z)
+        x /= np.linalg.norm(x)
+        y = np.cross(z, x)
+        light_T_world = np.eye(4)
+        light_T_world[:3, :3] = np.stack([x, y, z])
+        light_T_world[:3, 3] = -light_T_world[:3, :3] @ centre
+        ortho = np.diag([1.0 / radius, 1.0 / radius, 1.0 / radius, 1.0])
+        self._shadow_extent = 2.0 * radius  # metres per unit of shadow-map depth
+        self._shadow_fbo.use()
+        self._shadow_fbo.clear(depth=1.0)
+        self._prog_id["u_proj"].write(mat(ortho))
+        for mesh, T in objects:
+            self._prog_id["u_cam_T_obj"].write(mat(light_T_world @ T))
+            self._set_cull(mesh.cull)
+            mesh.vao_id.render()
+        return key, ortho @ light_T_world
+
     def _set_cull(self, cull: str | None) -> None:
         if cull is None:
             self.ctx.disable(self.ctx.CULL_FACE)
@@ -407,7 +487,15 @@ class RasterRenderer:
             index_buffer=ibo,
             index_element_size=4,
         )
-        mesh = _GpuMesh(vbo, ibo, tex, vao_id, vao_color, closed_mesh_cull(asset.vertices, asset.faces))
+        mesh = _GpuMesh(
+            vbo,
+            ibo,
+            tex,
+            vao_id,
+            vao_color,
+            closed_mesh_cull(asset.vertices, asset.faces),
+            np.stack([v.min(0), v.max(0)]),
+        )
         self._meshes[key] = mesh
         while len(self._meshes) > self.max_cached_assets:
             _, old = self._meshes.popitem(last=False)
@@ -513,8 +601,14 @@ class RasterRenderer:
                 self._set_cull(mesh.cull)
                 mesh.vao_id.render()
 
+        shadow_light, light_vp = self._shadow_pass(scene, draws, mat)
+
         # pass 2: colour, MSAA
         p = self._prog_color
+        p["u_shadow_light"].value = shadow_light
+        p["u_light_vp"].write(mat(light_vp))
+        p["u_shadow_bias"].value = float(scene.meta.get("shadow_bias_m", 0.002)) / self._shadow_extent
+        self._shadow_tex.use(3)
         p["u_proj"].write(mat(proj))
         p["u_ambient"].value = float(scene.ambient)
         p["u_nlights"].value = len(scene.lights)
