@@ -74,3 +74,22 @@ def test_sampled_views_see_the_objects(twins):
         # cameras stay above the support plane
         assert np.linalg.inv(s.camera.cam_T_world)[2, 3] > 0.1
     assert moved == len(scenes)
+
+
+def test_cli_sample_is_byte_identical(tmp_path):
+    from tests.conftest import copy_ycbv_frames
+
+    from twingap.cli import main
+
+    root = copy_ycbv_frames(tmp_path / "ycbv", {"0001": ["000001"]})
+    args = ["twin", "sample", str(root), "-n", "3", "--composed", "2", "--objects", "011_banana,024_bowl"]
+    args += ["--seed", "1", "--scale", "0.5", "--no-calibrate", "--env", str(tmp_path / "env")]
+    assert main([*args, "-o", str(tmp_path / "a.json")]) == 0
+    assert main([*args, "-o", str(tmp_path / "b.json")]) == 0
+    a, b = (tmp_path / "a.json").read_bytes(), (tmp_path / "b.json").read_bytes()
+    assert a == b
+    import json
+
+    scenes = json.loads(a)
+    assert [s["meta"]["kind"] for s in scenes] == ["sample"] * 3 + ["compose"] * 2
+    assert all(Path(s["background"]["path"]).is_file() for s in scenes)
