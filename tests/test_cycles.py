@@ -205,6 +205,17 @@ def test_background_mesh_is_pass_through_and_unannotated(cycles):
     assert np.all(np.abs(res.rgb[2, 2].astype(int) - 200) <= 1)  # the photo texture, unlit
 
 
+def test_lit_background_mesh_goes_through_the_response(cycles):
+    bg = plane_asset(2.0, rgb=200, name="bg")
+    bg = bg.replace(vertices=bg.vertices + np.array([0, 0, 1.5]))
+    scene = plane_scene(background=BackgroundSpec(kind="mesh"), ambient=0.3, lights=[])
+    scene.meta["background_unlit"] = False
+    res = cycles.render(scene, {"plane": plane_asset(), BACKGROUND_ASSET_KEY: bg})
+    assert res.instance_ids[2, 2] == 0 and res.depth[2, 2] == pytest.approx(1.5, abs=1e-5)
+    expected = 255 * (0.3 * srgb_to_linear(200 / 255)) ** (1 / 2.2)  # ambient only, gamma 2.2
+    assert abs(float(res.rgb[2:6, 2:6].mean()) - expected) < 0.05 * expected
+
+
 def test_unknown_model_is_a_user_error(cycles):
     with pytest.raises(TwingapError, match="no model"):
         cycles.render(plane_scene(), {})

@@ -26,7 +26,10 @@ Conventions matched to the raster backend:
   (the one Cycles keeps for ID passes) is jittered up to ~0.75 px, so it cannot give exact masks.
 * **Background mesh** (``BackgroundSpec.kind == "mesh"``): camera rays see its texture unlit
   (pass-through, as in the raster backend); other rays see a diffuse surface, so the objects get
-  light bounced from the support and are occluded by it.
+  light bounced from the support and are occluded by it. ``scene.meta["background_unlit"] =
+  False`` renders it as a lit diffuse surface instead (through the camera response).
+* Not supported: the raster backend's optional Blinn-Phong term (``scene.meta["specular"]``);
+  Cycles' surfaces are purely Lambertian.
 
 Determinism: Cycles' seed is derived from ``scene.seed``; with a fixed sample count, adaptive
 sampling off and the same device, the output is byte-identical run to run.
@@ -536,8 +539,11 @@ class _BlenderSession:
         bg_mat = None
         bg_asset = _background_asset(scene, assets)
         if bg_asset is not None:
-            bg_mat = self._material("background", bg_asset, background=True)
-            self._mesh_object("background", bg_asset, bg_mat, 0, np.eye(4))
+            # as in the raster backend: unlit (the photo texture as is) unless the scene says not
+            unlit = bool(scene.meta.get("background_unlit", getattr(scene.background, "unlit", True)))
+            mat = self._material("background", bg_asset, background=unlit)
+            self._mesh_object("background", bg_asset, mat, 0, np.eye(4))
+            bg_mat = mat if unlit else None
 
         # passes + compositor: RGBA, Z and object index as 32-bit EXR files
         vl = bs.view_layers[0]
