@@ -273,3 +273,28 @@ def test_cli_bad_input_one_line_exit_2(library, tmp_path, capsys, breakage, mess
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o" / "coco.json").exists()
+
+
+def test_full_masks_and_bop_reader_round_trip(dataset, library, tmp_path):
+    from twingap.data.bop import load_bop
+    from twingap.data.coco import rle_to_mask
+
+    out = render_dataset(make_scenes(), tmp_path / "full", library, progress=False, full_masks=True)
+    info = json.loads((out / "bop/000000/scene_gt_info.json").read_text())
+    for entries in info.values():
+        for e in entries:
+            assert e["px_count_all"] >= e["px_count_visib"]
+            assert 0.0 <= e["visib_fract"] <= 1.0
+    assert info["3"][2]["px_count_all"] == 0  # behind the camera
+    assert (out / "bop/000000/mask/000000_000000.png").is_file()
+    # images, annotations and masks are those of the dataset without full masks
+    assert (out / "coco.json").read_bytes() == (dataset / "coco.json").read_bytes()
+    frames = load_bop(out / "bop")
+    coco = json.loads((out / "coco.json").read_text())
+    assert len(frames) == 4
+    for i, f in enumerate(frames):
+        anns = [a for a in coco["annotations"] if a["image_id"] == i + 1]
+        assert [a["category_id"] for a in anns] == f.obj_ids.tolist()
+        for a, m in zip(anns, f.masks, strict=True):
+            assert np.array_equal(rle_to_mask(a["segmentation"]), m)
+        np.testing.assert_allclose(f.poses[0], make_scenes()[i].obj_T_cam(0), atol=1e-6)

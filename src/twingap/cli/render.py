@@ -28,6 +28,9 @@ def render(
     msaa: Annotated[
         int, typer.Option("--msaa", min=1, help="Anti-aliasing samples (raster); 1 = off, about 3x faster.")
     ] = 4,
+    full_masks: Annotated[
+        bool, typer.Option("--full-masks", help="Also write BOP amodal masks (mask/, visib_fract).")
+    ] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Render only the first N scenes.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
@@ -60,6 +63,7 @@ def render(
         backend=backend,
         progress=progress,
         renderer_options={"msaa": msaa} if backend == "raster" else None,
+        full_masks=full_masks,
     )
     counts = read_json(path / "manifest.json").get("counts", {})
     typer.echo(

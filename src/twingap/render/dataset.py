@@ -96,6 +96,7 @@ class _Job:
     out_dir: str
     backend: str
     renderer_options: dict
+    full_masks: bool = False
 
 
 def _asset_key(model: str, condition_name: str | None) -> str:
@@ -193,8 +194,20 @@ def image_paths(out_dir: Path, i: int) -> dict[str, Path]:
     }
 
 
-def write_image(out_dir: Path, i: int, scene: SceneSpec, obj_ids: list[int], result) -> None:
-    """Write image ``i``'s files and, last, its annotation sidecar (all atomically)."""
+def write_image(
+    out_dir: Path, i: int, scene: SceneSpec, obj_ids: list[int], result, full_masks: np.ndarray | None = None
+) -> None:
+    """Write image ``i``'s files and, last, its annotation sidecar (all atomically).
+
+    Args:
+        out_dir: Dataset folder.
+        i: Image index (scene index).
+        scene: The rendered scene (poses for BOP).
+        obj_ids: Class id of each object.
+        result: The :class:`~twingap.render.backend.RenderResult`.
+        full_masks: Optional (N, H, W) bool amodal masks (BOP ``mask/``, ``px_count_all``,
+            ``bbox_obj``, ``visib_fract``).
+    """
     from twingap.data.coco import instances_to_coco
 
     p = image_paths(out_dir, i)
@@ -216,7 +229,15 @@ def write_image(out_dir: Path, i: int, scene: SceneSpec, obj_ids: list[int], res
         m = masks[k]
         _write_bytes(p["bop"] / "mask_visib" / f"{im_id:06d}_{k:06d}.png", _mask_png_bytes(m))
         count = int(m.sum())
-        info.append({"bbox_visib": _bbox_visib(m), "px_count_visib": count, "px_count_valid": count})
+        entry = {"bbox_visib": _bbox_visib(m), "px_count_visib": count, "px_count_valid": count}
+        if full_masks is not None:
+            fm = full_masks[k] | m
+            _write_bytes(p["bop"] / "mask" / f"{im_id:06d}_{k:06d}.png", _mask_png_bytes(fm))
+            n_all = int(fm.sum())
+            entry.update(
+                bbox_obj=_bbox_visib(fm), px_count_all=n_all, visib_fract=count / n_all if n_all else 0.0
+            )
+        info.append(entry)
     cam = scene.camera
     sidecar = {
         "index": i,
@@ -262,6 +283,7 @@ def _worker_init(job: _Job, gl_threads: int | None = None) -> None:
     _WORKER["scenes"] = job.scenes
     _WORKER["assets"] = job.assets
     _WORKER["out_dir"] = Path(job.out_dir)
+    _WORKER["full_masks"] = job.full_masks
     first = job.scenes[0]["camera"] if job.scenes else {"width": 640, "height": 480}
     _WORKER["renderer"] = get_renderer(
         job.backend, width=first["width"], height=first["height"], **job.renderer_options
@@ -271,9 +293,11 @@ def _worker_init(job: _Job, gl_threads: int | None = None) -> None:
 def _worker_render(i: int) -> int:
     d = _WORKER["scenes"][i]
     scene = SceneSpec.from_dict(d)
-    result = _WORKER["renderer"].render(scene, _WORKER["assets"])
+    renderer = _WORKER["renderer"]
+    result = renderer.render(scene, _WORKER["assets"])
+    full = renderer.render_full_masks(scene, _WORKER["assets"]) if _WORKER["full_masks"] else None
     obj_ids = [int(o["obj_id"]) for o in d["objects"]]
-    write_image(_WORKER["out_dir"], i, scene, obj_ids, result)
+    write_image(_WORKER["out_dir"], i, scene, obj_ids, result, full)
     return i
 
 
@@ -295,7 +319,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-_IDENTITY_KEYS = ("scenes_hash", "num_scenes", "condition", "seed", "backend", "renderer_options", "models")
+_IDENTITY_KEYS = (
+    "scenes_hash",
+    "num_scenes",
+    "condition",
+    "seed",
+    "backend",
+    "renderer_options",
+    "full_masks",
+    "models",
+)
 
 
 def _check_manifest(out_dir: Path, manifest: dict) -> None:
@@ -370,6 +403,7 @@ def render_dataset(
     backend: str = "raster",
     progress: bool = True,
     renderer_options: dict | None = None,
+    full_masks: bool = False,
 ) -> Path:
     """Render ``scenes`` under an artifact condition into a dataset folder (see module doc).
 
@@ -384,6 +418,8 @@ def render_dataset(
         progress: Show a rich progress bar.
         renderer_options: Extra backend options (raster: ``{"msaa": 1}`` renders without
             anti-aliasing, about 3x faster on llvmpipe); recorded in the manifest.
+        full_masks: Also render each object alone for BOP's amodal ``mask/``, ``bbox_obj``,
+            ``px_count_all`` and ``visib_fract`` (one extra cheap pass per object).
 
     Returns:
         ``out_dir`` as a Path.
@@ -413,6 +449,7 @@ def render_dataset(
         "seed": int(seed),
         "backend": backend,
         "renderer_options": options,
+        "full_masks": bool(full_masks),
         "models": {k: a.content_hash for k, a in sorted(assets.items())},
         "versions": _versions(),
         "complete": False,
@@ -422,7 +459,9 @@ def render_dataset(
     write_json_atomic(out_dir / "manifest.json", manifest)
 
     todo = [i for i in range(len(scenes)) if not _is_done(out_dir, i)]
-    job = _Job([s.to_dict() for s in render_scenes], assets, str(out_dir), backend, options)
+    if full_masks and backend != "raster":
+        raise TwingapError(f"full (amodal) masks need the raster backend, not {backend!r}")
+    job = _Job([s.to_dict() for s in render_scenes], assets, str(out_dir), backend, options, bool(full_masks))
     _run(job, todo, workers, progress, len(scenes))
     counts = assemble(out_dir, len(scenes))
     manifest.update(complete=True, counts=counts)

@@ -698,6 +698,40 @@ class RasterRenderer:
             linear = linear.astype(np.float32)
         return RenderResult(rgb=rgb, depth=depth, instance_ids=ids, linear=linear, coverage=coverage)
 
+    def render_full_masks(self, scene: SceneSpec, assets: dict[str, Asset]) -> np.ndarray:
+        """Amodal masks: each object rendered alone (nothing occludes it).
+
+        Returns:
+            (N, H, W) bool, one mask per ``scene.objects[i]`` (BOP's ``mask/``, ``px_count_all``).
+        """
+        with self.ctx:
+            cam = scene.camera
+            W, H = cam.width, cam.height
+            self._ensure_size(W, H)
+            proj = opencv_projection(cam.K, W, H, cam.znear, cam.zfar)
+            ctx = self.ctx
+            ctx.enable(ctx.DEPTH_TEST)
+            ctx.disable(ctx.BLEND)
+            self._prog_id["u_proj"].write(np.ascontiguousarray(proj.T, dtype=np.float32).tobytes())
+            out = np.zeros((len(scene.objects), H, W), bool)
+            for i, obj in enumerate(scene.objects):
+                if obj.model not in assets:
+                    raise TwingapError(f"scene {scene.scene_id!r}: no model {obj.model!r} among the assets")
+                mesh = self._upload(assets[obj.model])
+                self._fbo_id.use()
+                self._fbo_id.clear(depth=1.0)
+                cam_T_obj = np.asarray(cam.cam_T_world, np.float64) @ np.asarray(obj.world_T_obj, np.float64)
+                self._prog_id["u_cam_T_obj"].write(
+                    np.ascontiguousarray(cam_T_obj.T, dtype=np.float32).tobytes()
+                )
+                self._prog_id["u_id"].value = 1
+                self._set_cull(mesh.cull)
+                mesh.vao_id.render()
+                ids = np.frombuffer(self._fbo_id.read(components=1, attachment=0, dtype="i4"), np.int32)
+                out[i] = ids.reshape(H, W) == 1
+            ctx.disable(ctx.CULL_FACE)
+            return out
+
     def release(self) -> None:
         """Free every GL resource and the context."""
         self.ctx.__enter__()
