@@ -216,6 +216,23 @@ def test_lit_background_mesh_goes_through_the_response(cycles):
     assert abs(float(res.rgb[2:6, 2:6].mean()) - expected) < 0.05 * expected
 
 
+def test_image_background_is_composited_as_is(cycles, tmp_path):
+    from PIL import Image
+
+    img = np.zeros((H, W, 3), np.uint8)
+    img[..., 0] = np.arange(W, dtype=np.uint8)[None] * 3
+    img[..., 2] = 90
+    Image.fromarray(img).save(tmp_path / "bg.png")
+    scene = plane_scene(background=BackgroundSpec(kind="image", path=str(tmp_path / "bg.png")))
+    res = cycles.render(scene, {"plane": plane_asset()})
+    far = res.instance_ids == 0
+    far[10:38, 20:44] = False  # away from the anti-aliased object edge
+    assert np.array_equal(res.rgb[far], img[far])
+    with pytest.raises(TwingapError, match="background image not found"):
+        missing = BackgroundSpec(kind="image", path=str(tmp_path / "x.png"))
+        cycles.render(plane_scene(background=missing), {"plane": plane_asset()})
+
+
 def test_unknown_model_is_a_user_error(cycles):
     with pytest.raises(TwingapError, match="no model"):
         cycles.render(plane_scene(), {})

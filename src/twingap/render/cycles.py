@@ -587,6 +587,10 @@ class _BlenderSession:
         import bpy
 
         _check_scene(scene, assets)
+        cam = scene.camera
+        bg_image = None
+        if scene.background.kind == "image":  # before rendering: a missing file fails fast
+            bg_image = _background_image(scene, cam.width, cam.height)
         bg_mat = self._build(scene, assets)
         bs = bpy.context.scene
         # pass 1: path-traced colour
@@ -613,9 +617,8 @@ class _BlenderSession:
         ids = np.rint(index).astype(np.int32)
         ids[(ids < 0) | (ids > len(scene.objects))] = 0
         depth = np.where(depth < _FAR, depth, 0.0).astype(np.float32)
-        H, W = ids.shape
-        if scene.background.kind == "image":
-            bg = _background_image(scene, W, H)
+        if bg_image is not None:
+            bg = bg_image
         elif bg_mat is not None:
             bg = self._mesh_background(centre, ids, depth)
         else:
