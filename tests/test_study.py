@@ -73,7 +73,7 @@ def test_clean_is_always_first(tmp_path):
         ('conditions = ["clean", "wobbly-9"]\n', "unknown condition"),
         ('[[test_sets]]\nname = "mine"\nkind = "user"\nroot = "/nonexistent/real"\n', "folder not found"),
         ('[cost]\nhours = { "noise-2" = -3.0 }\n', "must be a number >= 0"),
-        ('[[test_sets]]\nname = "x"\nkind = "heldout"\nvideos = ["0000"]\n', "also twinned"),
+        ('[[test_sets]]\nname = "x"\nkind = "heldout"\nvideos = ["0001"]\n', "also twinned"),
         ("seeds = []\n", "seeds"),
         ("bogus_key = 1\n", "unknown key"),
     ],

@@ -43,7 +43,7 @@ def study(
         return
     from twingap.study.config import load_study_config
     from twingap.study.executors import make_executor
-    from twingap.study.report import top_fixes_text
+    from twingap.study.report import summary_text, top_fixes_text
     from twingap.study.runner import run_study
 
     if output is None:
@@ -64,6 +64,7 @@ def study(
     for jid in out["failed"]:
         typer.echo(f"  failed: {jid} (see {output / 'jobs' / (jid + '.failed.json')})")
     if out["report"]:
+        typer.echo(summary_text(output))
         typer.echo(f"report: {out['report']}")
         typer.echo("fix these first:")
         typer.echo(top_fixes_text(output))
@@ -102,8 +103,9 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run folder.")]) -> None
 @app.command("report")
 def report(run_dir: Annotated[Path, typer.Argument(help="Run folder of a study.")]) -> None:
     """Write report.html, report.md and the CSVs of a study (from the jobs finished so far)."""
-    from twingap.study.report import top_fixes_text, write_report
+    from twingap.study.report import summary_text, top_fixes_text, write_report
 
     path = write_report(run_dir)
+    typer.echo(summary_text(run_dir))
     typer.echo(f"report: {path}")
     typer.echo(top_fixes_text(run_dir))

@@ -7,6 +7,7 @@ Each method wraps one stage module (:mod:`twingap.render`, :mod:`twingap.train`,
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from twingap.errors import TwingapError
-from twingap.io import read_json, write_json_atomic
+from twingap.io import dumps_json, read_json, write_json_atomic
 from twingap.study.stages import Stages
 
 if TYPE_CHECKING:
@@ -271,6 +272,9 @@ class RealStages(Stages):
         from twingap.train.engine import train
 
         tcfg = self.train_config(cfg, seed)
+        old_cfg = model_dir / "config.json"
+        if old_cfg.is_file() and read_json(old_cfg) != json.loads(dumps_json(tcfg.to_dict())):
+            shutil.rmtree(model_dir)  # a partial run with other settings (e.g. threads) cannot resume
         final = train(dataset_dir, model_dir, tcfg, resume=model_dir.exists(), progress=False)
         with contextlib.suppress(FileNotFoundError):
             (model_dir / "checkpoint.pt").unlink()

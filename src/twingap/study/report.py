@@ -163,6 +163,7 @@ def collect(run_dir: str | Path) -> StudyResults:
         "stages": per_stage,
         "per_job": per_job,
         "total": scenes_s + test_s + sum(per_stage.values()),
+        **_wall_time(run_dir),
     }
     failed = {jid: s.detail for jid, s in states.items() if s.state == "failed"}
     vers = jobs[0].get("versions", {}) if jobs else {}
@@ -183,6 +184,21 @@ def collect(run_dir: str | Path) -> StudyResults:
         vers,
         failed,
     )
+
+
+def _wall_time(run_dir: Path) -> dict[str, Any]:
+    """Wall-clock seconds of the study over all its sessions (``twingap study`` invocations)."""
+    sessions_path = run_dir / "results" / "sessions.json"
+    last_path = run_dir / "results" / "last_session.json"
+    sessions = read_json(sessions_path) if sessions_path.is_file() else []
+    wall = sum(s.get("seconds", 0.0) for s in sessions)
+    n = len(sessions)
+    if last_path.is_file():
+        last = read_json(last_path)
+        if "seconds" not in last:  # the session writing this report: count its jobs so far
+            wall += last.get("jobs_seconds", 0.0)
+            n += 1
+    return {"wall": wall, "sessions": n}
 
 
 def _rank_deltas(
@@ -531,7 +547,7 @@ def _headline(res: StudyResults) -> list[tuple[str, str, str]]:
         (
             "jobs",
             f"{done}/{len(res.states)}",
-            f"{len(res.cfg.conditions)} conditions × {len(res.cfg.seeds)} seed(s) · {res.timings['total'] / 60:.1f} min compute",
+            f"{len(res.cfg.conditions)} conditions × {len(res.cfg.seeds)} seed(s) · {res.timings.get('wall', 0.0) / 60:.1f} min wall",
         )
     )
     return cards
@@ -697,7 +713,12 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
     for k, v in rows:
         add(f"<tr><td>{e(k)}</td><td>{v:.1f}</td><td>{v / 60:.1f}</td><td>{100 * v / tot:.0f}%</td></tr>")
     add(
-        f"<tr><td><b>total</b></td><td><b>{tot:.1f}</b></td><td><b>{tot / 60:.1f}</b></td><td></td></tr></table>"
+        f"<tr><td><b>total (sum of stages)</b></td><td><b>{tot:.1f}</b></td><td><b>{tot / 60:.1f}</b></td><td></td></tr>"
+    )
+    wall = res.timings.get("wall", 0.0)
+    add(
+        f"<tr><td><b>wall clock</b> ({res.timings.get('sessions', 0)} session(s), {res.cfg.executor.workers} parallel job(s))</td>"
+        f"<td><b>{wall:.1f}</b></td><td><b>{wall / 60:.1f}</b></td><td></td></tr></table>"
     )
     add("<h3>Per job</h3><table><tr><th>job</th>" + "".join(f"<th>{s}</th>" for s in STAGES) + "</tr>")
     for jid, t in sorted(res.timings["per_job"].items()):
@@ -812,7 +833,11 @@ def write_markdown(res: StudyResults) -> Path:
         f"| test sets (once) | {res.timings['testsets']:.1f} |",
     ]
     lines += [f"| {k} | {v:.1f} |" for k, v in res.timings["stages"].items()]
-    lines += [f"| total | {res.timings['total']:.1f} |", ""]
+    lines += [
+        f"| total (sum of stages) | {res.timings['total']:.1f} |",
+        f"| wall clock | {res.timings.get('wall', 0.0):.1f} |",
+        "",
+    ]
     if res.failed:
         lines += ["## Failed jobs", ""] + [f"- {k}: {v}" for k, v in res.failed.items()] + [""]
     path = res.run_dir / "report.md"
@@ -853,3 +878,42 @@ def top_fixes_text(run_dir: str | Path, n: int = 5) -> str:
             f"{'' if f['significant'] else '  (not distinguishable from 0)'}"
         )
     return "\n".join(out)
+
+
+def summary_text(run_dir: str | Path) -> str:
+    """Headline numbers as plain text: clean AP, the three worst and three mildest conditions, time.
+
+    Per test set, bbox AP points; differences are condition minus clean with their 95% interval.
+    """
+    stats = read_json(Path(run_dir) / "results" / "stats.json")
+    lines = []
+    if stats.get("fake"):
+        lines.append("FAKE stages: synthetic numbers (pipeline test), not results")
+    by_ts: dict[str, list[dict]] = {}
+    for r in stats["results"]:
+        if r["iou_type"] == PRIMARY_IOU:
+            by_ts.setdefault(r["test_set"], []).append(r)
+    for ts, rows in by_ts.items():
+        clean = next((r for r in rows if r["condition"] == "clean"), None)
+        if clean:
+            lines.append(
+                f"{ts}: clean {PRIMARY_IOU} AP {clean['ap']['AP']:.1f} [{clean['ap_lo']:.1f}, {clean['ap_hi']:.1f}]"
+            )
+        others = sorted(
+            (r for r in rows if r["condition"] != "clean" and r["delta"] is not None),
+            key=lambda r: r["delta"],
+        )
+
+        def fmt(r: dict) -> str:
+            star = "*" if r["significant"] else ""
+            return f"{r['condition']} {r['delta']:+.1f} [{r['delta_lo']:+.1f}, {r['delta_hi']:+.1f}]{star}"
+
+        if others:
+            lines.append("  worst:  " + "; ".join(fmt(r) for r in others[:3]))
+            lines.append("  mildest: " + "; ".join(fmt(r) for r in others[-3:][::-1]))
+    t = stats["timings"]
+    lines.append(
+        f"wall time {t.get('wall', 0.0) / 60:.1f} min over {t.get('sessions', 0)} session(s); "
+        f"sum of stages {t['total'] / 60:.1f} min  (* = distinguishable from zero)"
+    )
+    return "\n".join(lines)

@@ -544,19 +544,27 @@ def run_study(
     failed = [s.id for s in states if s.state == "failed"]
     left = [s.id for s in states if s.state in ("left", "running")]
     done = sum(s.state == "done" for s in states)
-    write_json_atomic(
-        run_dir / "results" / "last_session.json",
-        {
-            "seconds": time.perf_counter() - t0,
-            "ran": [r["id"] for r in results],
-            "failed": failed,
-            "left": left,
-        },
-    )
+    session = {
+        "started": time.time() - (time.perf_counter() - t0),
+        "jobs_seconds": time.perf_counter() - t0,
+        "ran": [r["id"] for r in results],
+        "failed": failed,
+        "left": left,
+        "workers": getattr(executor, "workers", None),
+        "executor": getattr(executor, "name", type(executor).__name__),
+    }
+    write_json_atomic(run_dir / "results" / "last_session.json", session)
     out: dict[str, Any] = {"done": done, "failed": failed, "left": left, "report": None}
     clean_done = any(s.state == "done" and Job.parse(s.id).condition == "clean" for s in states)
     if report and clean_done and not left:
         from twingap.study.report import write_report
 
+        t1 = time.perf_counter()
         out["report"] = write_report(run_dir)
+        session["report_seconds"] = time.perf_counter() - t1
+    session["seconds"] = time.perf_counter() - t0
+    sessions_path = run_dir / "results" / "sessions.json"
+    sessions = read_json(sessions_path) if sessions_path.is_file() else []
+    write_json_atomic(sessions_path, [*sessions, session])
+    write_json_atomic(run_dir / "results" / "last_session.json", session)
     return out
