@@ -3,15 +3,17 @@
 One :class:`RasterRenderer` owns one GL context and reuses it for every scene. Each asset's
 vertex buffer and mip-mapped texture are uploaded once and cached by ``Asset.content_hash``.
 
-Per scene three passes run:
+Per scene these passes run:
 
 1. **ids + depth** (1 sample per pixel, no anti-aliasing): ``R32I`` instance ids and ``R32F``
    planar depth (camera z written by the fragment shader, perspective-correct, so it is exact
-   and not read back from the non-linear z-buffer).
-2. **colour** (4x MSAA): linear radiance of lit surfaces (textured albedo, sRGB -> linear by
-   the GL sRGB texture format, Lambert from the scene's lights plus ``scene.ambient``, optional
-   weak Blinn-Phong) and, on a second attachment, the pass-through colour of an unlit
-   background mesh (photo textures already contain the lighting and the camera response).
+   and not read back from the non-linear z-buffer). With ``msaa=1`` this pass is merged into
+   the colour pass (one pass writes colour, ids and depth; about 2-3x faster, no anti-aliasing).
+2. **colour** (4x MSAA; preceded by a shadow-map pass when shadows are on): linear radiance
+   of lit surfaces (textured albedo, sRGB -> linear by the GL sRGB texture format, Lambert
+   from the scene's lights plus ``scene.ambient``, optional weak Blinn-Phong) and, on a second
+   attachment, the pass-through colour of an unlit background mesh (photo textures already
+   contain the lighting and the camera response).
    Back faces are drawn and shaded with the flipped normal (holes show the inside).
 3. **composite** (1 sample): MSAA resolve, the camera response (:mod:`twingap.render.response`)
    on the lit radiance, then over the background colour / image.
