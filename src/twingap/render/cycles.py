@@ -876,7 +876,8 @@ class CyclesRenderer:
         denoise: OpenImageDenoise on the colour pass.
         device: ``"auto"``, ``"cpu"`` or ``"gpu"``.
         max_bounces: Total light bounces.
-        threads: CPU threads (0 = all cores).
+        threads: CPU threads (0 = all usable cores).
+        denoise_quality: OpenImageDenoise quality: ``"HIGH"``, ``"BALANCED"`` or ``"FAST"``.
         in_process: Render with ``bpy`` in this process (needs ``bpy`` here; memory grows over
             many scenes). Default False: render in a worker process, restarted every
             ``scenes_per_process`` scenes.
@@ -897,6 +898,7 @@ class CyclesRenderer:
         device: str = "auto",
         max_bounces: int = 4,
         threads: int = 0,
+        denoise_quality: str = "BALANCED",
         in_process: bool = False,
         python: str | None = None,
         scenes_per_process: int = 50,
@@ -905,10 +907,13 @@ class CyclesRenderer:
             raise TwingapError(f"unknown Cycles device {device!r} (have: auto, cpu, gpu)")
         if int(samples) < 1:
             raise TwingapError("Cycles samples must be >= 1")
+        if denoise_quality.upper() not in ("HIGH", "BALANCED", "FAST"):
+            raise TwingapError(f"unknown denoise quality {denoise_quality!r} (have: HIGH, BALANCED, FAST)")
         self.width, self.height = int(width), int(height)
         self.settings = CyclesSettings(
             samples=int(samples),
             denoise=bool(denoise),
+            denoise_quality=denoise_quality.upper(),
             device=device.lower(),
             max_bounces=int(max_bounces),
             threads=int(threads),
@@ -971,6 +976,7 @@ def render_batch(
     device: str = "auto",
     max_bounces: int = 4,
     threads: int = 0,
+    denoise_quality: str = "BALANCED",
     python: str | None = None,
     scenes_per_process: int = 50,
 ) -> int:
@@ -985,7 +991,8 @@ def render_batch(
         denoise: OpenImageDenoise on the colour pass.
         device: ``"auto"``, ``"cpu"`` or ``"gpu"``.
         max_bounces: Total light bounces.
-        threads: CPU threads per worker (0 = all cores).
+        threads: CPU threads per worker (0 = all usable cores).
+        denoise_quality: OpenImageDenoise quality (``"HIGH"``, ``"BALANCED"``, ``"FAST"``).
         python: Interpreter with ``bpy`` (default: this one if it has ``bpy``, else
             ``$TWINGAP_BPY_PYTHON``).
         scenes_per_process: Scenes per worker process before it is restarted.
@@ -1002,6 +1009,7 @@ def render_batch(
         device=device,
         max_bounces=max_bounces,
         threads=threads,
+        denoise_quality=denoise_quality,
         in_process=False,
         python=python,
         scenes_per_process=scenes_per_process,
