@@ -746,9 +746,15 @@ class _Worker:
     def _start(self) -> subprocess.Popen:
         import twingap
 
-        env = dict(os.environ)
-        src = str(Path(twingap.__file__).resolve().parents[1])
-        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # The worker runs this very twingap package, and nothing else from this environment (its
+        # site-packages may hold a NumPy that the worker's bpy cannot use): a folder holding
+        # only a link to the package goes first on its path.
+        link_dir = self.dir / "pythonpath"
+        if not (link_dir / "twingap").exists():
+            link_dir.mkdir(exist_ok=True)
+            os.symlink(Path(twingap.__file__).resolve().parent, link_dir / "twingap")
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        env["PYTHONPATH"] = str(link_dir)
         return subprocess.Popen(
             [self.python, "-m", "twingap.render.cycles"],
             stdin=subprocess.PIPE,
@@ -882,7 +888,8 @@ class CyclesRenderer:
             many scenes). Default False: render in a worker process, restarted every
             ``scenes_per_process`` scenes.
         python: Interpreter with ``bpy`` for worker processes (default: this one if it has
-            ``bpy``, else ``$TWINGAP_BPY_PYTHON``).
+            ``bpy``, else ``$TWINGAP_BPY_PYTHON``). It runs this process's twingap package and
+            needs its own numpy<2, scipy, pillow, opencv-python-headless and trimesh.
         scenes_per_process: Restart the worker process after this many scenes (bounds memory).
 
     Raises:
