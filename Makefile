@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN    ?= runs/demo
 
-.PHONY: setup demo test lint bench clean-venv
+.PHONY: setup setup-cycles demo test test-cycles lint bench clean-venv
 
 setup: $(VENV)/.installed
 
@@ -22,9 +22,24 @@ $(VENV)/.installed: pyproject.toml scripts/install_system_deps.sh
 demo: setup
 	$(BIN)/twingap study --preset quick -o $(RUN)
 
+# In CI (CI=true) the optional Blender Cycles backend is installed into its own venv
+# (bpy 4.5 LTS needs numpy<2) and its tests run for real; elsewhere they skip with a reason.
 test: setup
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
+	@if [ "$$CI" = "true" ]; then $(MAKE) test-cycles; fi
+
+CYC := .venv-cycles
+setup-cycles: $(CYC)/.installed
+
+$(CYC)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(CYC)
+	$(CYC)/bin/pip install "bpy==4.5.15" "numpy<2" pillow trimesh scipy opencv-python-headless moderngl glcontext pytest
+	$(CYC)/bin/pip install --no-deps -e .
+	touch $@
+
+test-cycles: setup-cycles
+	$(CYC)/bin/python -m pytest -q tests/test_cycles.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
