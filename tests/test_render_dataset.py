@@ -147,6 +147,11 @@ def test_coco_loads_and_scores_ap_1_against_itself(dataset):
         ev.accumulate()
         ev.summarize()
         assert ev.stats[0] == pytest.approx(1.0)
+    # and with the project's evaluator (faster-coco-eval), which also validates the file
+    from twingap.evaluate.coco_map import evaluate_coco
+
+    metrics = evaluate_coco(dataset / "coco.json", dets)
+    assert metrics["segm"]["AP"] == pytest.approx(1.0) and metrics["bbox"]["AP"] == pytest.approx(1.0)
 
 
 def test_deterministic_by_hash(dataset, library, tmp_path):
