@@ -104,7 +104,11 @@ def _asset_key(model: str, condition_name: str | None) -> str:
 
 
 def prepare_assets(
-    scenes: Sequence[SceneSpec], library: ModelLibrary, condition: Any | None, seed: int
+    scenes: Sequence[SceneSpec],
+    library: ModelLibrary,
+    condition: Any | None,
+    seed: int,
+    progress: bool = False,
 ) -> tuple[dict[str, Asset], list[SceneSpec]]:
     """Load and damage every needed model once; return assets and render-ready scenes.
 
@@ -123,19 +127,24 @@ def prepare_assets(
             return condition
         return resolve_condition(obj.condition)
 
-    assets: dict[str, Asset] = {}
-    out = []
     ambient_add = 0.0 if condition is None else float(condition.render_params.get("ambient_add", 0.0))
+    out = []
+    needed: dict[str, tuple[str, Any]] = {}
     for sc in scenes:
         d = sc.to_dict()
         d["ambient"] = float(sc.ambient) + ambient_add
         for od, obj in zip(d["objects"], sc.objects, strict=True):
             cond = object_condition(obj)
             key = _asset_key(obj.model, None if cond is None else cond.name)
-            if key not in assets:
-                assets[key] = apply_condition_once(library.load(obj.model), cond, seed)
+            needed.setdefault(key, (obj.model, cond))
             od["model"] = key
         out.append(SceneSpec.from_dict(d))
+    from rich.progress import track
+
+    assets: dict[str, Asset] = {}
+    items = sorted(needed.items())
+    for key, (model, cond) in track(items, description="preparing models", disable=not progress):
+        assets[key] = apply_condition_once(library.load(model), cond, seed)
     return assets, out
 
 
@@ -440,7 +449,7 @@ def render_dataset(
 
         options = {"msaa": MSAA_SAMPLES, **options}
     cond = resolve_condition(condition)
-    assets, render_scenes = prepare_assets(scenes, library, cond, seed)
+    assets, render_scenes = prepare_assets(scenes, library, cond, seed, progress=progress)
     manifest: dict[str, Any] = {
         "schema": MANIFEST_SCHEMA,
         "scenes_hash": scenes_hash(scenes),
