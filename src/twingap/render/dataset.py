@@ -437,12 +437,15 @@ def render_dataset(
         TwingapError: On an unknown model or condition, invalid scenes, or an ``out_dir`` that
             holds a different dataset.
     """
-    from twingap.render.backend import BACKENDS
+    from twingap.render.backend import check_backend
 
     out_dir = Path(out_dir)
     scenes = list(scenes)
-    if backend not in BACKENDS:
-        raise TwingapError(f"unknown render backend {backend!r} (have: {', '.join(BACKENDS)})")
+    # Fail before writing a manifest or spawning workers (a missing bpy would otherwise make
+    # every pool worker die and respawn).
+    check_backend(backend)
+    if backend == "cycles":
+        workers = 1  # Cycles already uses every core; one Blender worker process renders the batch
     options = dict(renderer_options or {})
     if backend == "raster":
         from twingap.render.raster import MSAA_SAMPLES
