@@ -8,13 +8,15 @@ with blown-out whites and sensor noise). Per video we fit, on the object pixels 
   frame, i.e. fixed in the room, and its strength). The raster backend's lit radiance is linear in
   the lights, so one render with ``ambient = 1`` and no light (the albedo ``A``) and one render per
   candidate direction with only that light (``D_k``) give every combination ``A + r D_k`` without
-  re-rendering. 17 candidate directions (elevations 30/55/80 degrees, 8 azimuths, plus overhead)
-  are scored with a linear least-squares colour fit; the best one is then refined.
+  re-rendering. 17 candidate directions (elevations 30 and 55 degrees x 8 azimuths, plus overhead)
+  x 8 strengths relative to the ambient are scored with a linear least-squares colour fit; the best
+  pair is kept.
 * **camera response** (:class:`~twingap.render.scene.ResponseSpec`): a 3x3 colour matrix
   ``M = diag(g) (I + O)`` (channel gains ``g`` absorb exposure, white balance and the light's
   overall scale, so ``exposure = 1`` and ``white_balance = 1``; the off-diagonal cross-talk ``O`` is
   ridge-regularised), gamma 2.2 and a per-channel quadratic tone curve ``a t + (1 - a) t^2``, fitted
-  by non-linear least squares in sRGB on per-pixel (twin linear radiance, real sRGB) pairs
+  by bounded non-linear least squares in sRGB on per-pixel (twin linear radiance, real sRGB)
+  pairs plus per-object mean colours (equal weight per object)
   (a linear fit in linear space, its starting point, weights bright pixels too much and fits the
   object mean colours about twice worse).
 * **sensor noise** ``noise_sigma``: from the high-frequency residual of the real object pixels,
@@ -44,6 +46,8 @@ GAMMA = 2.2
 RATIOS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: Ridge weight of the off-diagonal colour-matrix terms (per sqrt(pixel)).
 RIDGE = 0.1
+#: Weight of the per-object mean-colour residuals relative to the per-pixel ones.
+MEAN_WEIGHT = 3.0
 
 
 def candidate_directions() -> np.ndarray:
@@ -53,12 +57,7 @@ def candidate_directions() -> np.ndarray:
         for az in np.arange(8) * 45.0:
             e, a = np.radians(el), np.radians(az)
             dirs.append(-np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)]))
-    for az in np.arange(0, 8) * 45.0 + 22.5:
-        if len(dirs) >= 17:
-            break
-        e, a = np.radians(80.0), np.radians(az)
-        dirs.append(-np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)]))
-    return np.array(dirs[:17])
+    return np.array(dirs)
 
 
 def resize_real(frame: Frame, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +135,8 @@ def _pairs(renderer, scene, assets, frame, scale, lights, rng, max_px):
         r = renderer.render(_variant(scene, scale, 0.0, [light]), assets, return_linear=True)
         Ds.append(r.linear.reshape(-1, 3)[idx].astype(np.float64))
     Y = real.reshape(-1, 3)[idx].astype(np.float64) / 255.0
-    return A, np.stack(Ds) if Ds else np.zeros((0, len(idx), 3)), Y
+    labels = base.instance_ids.reshape(-1)[idx].astype(np.int64)
+    return A, np.stack(Ds) if Ds else np.zeros((0, len(idx), 3)), Y, labels
 
 
 def _lin_fit(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -227,7 +227,7 @@ def calibrate_video(
     # 1. key-light direction and strength ratio: linear least squares over a grid
     A_s, D_s, Y_s = [], [], []
     for i in search:
-        A, D, Y = _pairs(renderer, twins[i], assets, frames[i], scale, lights, rng, max_px)
+        A, D, Y, _ = _pairs(renderer, twins[i], assets, frames[i], scale, lights, rng, max_px)
         A_s.append(A)
         D_s.append(D)
         Y_s.append(Y)
@@ -243,13 +243,15 @@ def calibrate_video(
     _, kbest, rbest = best
     key = lights[kbest]
     # 2. all fit frames with the chosen light: joint fit of M and the tone curve
-    A_f, D_f, Y_f = [], [], []
-    for f, s in zip(frames, twins, strict=True):
-        A, D, Y = _pairs(renderer, s, assets, f, scale, [key], rng, max_px)
+    A_f, D_f, Y_f, G_f = [], [], [], []
+    for j, (f, s) in enumerate(zip(frames, twins, strict=True)):
+        A, D, Y, lab = _pairs(renderer, s, assets, f, scale, [key], rng, max_px)
         A_f.append(A)
         D_f.append(D[0])
         Y_f.append(Y)
+        G_f.append(lab + 1000 * j)  # one group per (frame, object)
     A_f, D_f, Y_f = np.concatenate(A_f), np.concatenate(D_f), np.concatenate(Y_f)
+    groups = np.concatenate(G_f)
     X_f = A_f + rbest * D_f
     M0, _ = _lin_fit(X_f, Y_f)
     g0 = np.clip(np.diag(M0), 0.05, 20.0)
@@ -260,9 +262,18 @@ def calibrate_video(
     # 0000) would otherwise get a matrix that turns other colours (white, blue) into nonsense in
     # composed scenes. The weight is relative to the pixel residuals.
     ridge_w = RIDGE * np.sqrt(len(sub))
+    # Per-object mean-colour terms, equal weight per (frame, object): the pixel terms alone are
+    # dominated by large objects and by sub-pixel texture misalignment.
+    gid = np.unique(groups[sub], return_inverse=True)[1]
+    count = np.bincount(gid).astype(np.float64)
+    mean_w = MEAN_WEIGHT * np.sqrt(len(sub) / len(count))
+    Xs, Ys = X_f[sub], Y_f[sub]
+    Y_mean = np.stack([np.bincount(gid, Ys[:, c]) / count for c in range(3)], axis=1)
 
     def resid(th: np.ndarray) -> np.ndarray:
-        return np.concatenate([(_predict(th, X_f[sub]) - Y_f[sub]).ravel(), ridge_w * th[3:9]])
+        pred = _predict(th, Xs)
+        p_mean = np.stack([np.bincount(gid, pred[:, c]) / count for c in range(3)], axis=1)
+        return np.concatenate([(pred - Ys).ravel(), mean_w * (p_mean - Y_mean).ravel(), ridge_w * th[3:9]])
 
     # plain squared error in sRGB: robust losses were tried and fit the object means worse
     # bounds: gains within e^+-5, cross-talk within +-1, tone slope in [0, 2] (monotone on [0, 1])
