@@ -166,3 +166,19 @@ def test_cli_scenes_writes_twins(tmp_path):
     assert len(data) == 1 and data[0]["camera"]["width"] == 320
     assert Path(data[0]["background"]["path"]).is_file()
     shutil.rmtree(tmp_path / "twin_env")
+
+
+def test_environment_is_deterministic(tmp_path, library):
+    from twingap.io import sha256_file
+
+    frames = load_ycbv(
+        Path(__file__).resolve().parents[1] / "data" / "sample" / "ycbv_real_frames",
+        videos=["0002"],
+        frames=["000001"],
+    )
+    hashes = []
+    for name in ("a", "b"):
+        env = build_environment(frames, tmp_path / name, library=library)
+        files = [env.mesh_path, env.background_images[frames[0].frame_id], env.folder / "world.json"]
+        hashes.append([sha256_file(p) for p in files])
+    assert hashes[0] == hashes[1]
