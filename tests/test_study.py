@@ -270,3 +270,23 @@ def test_example_config_loads():
     assert cfg.name == "example"
     assert len(cfg.conditions) == 13
     assert [ts.name for ts in cfg.test_sets] == ["ycb-real", "held-out-0002"]
+
+
+def test_spread_seeds_train_clean_only_and_feed_the_spread(tmp_path):
+    cfg_path = fake_config(tmp_path, conditions='["clean", "holes-1"]')
+    text = cfg_path.read_text().replace("seeds = [0, 1]", "seeds = [0]\nspread_seeds = [1, 2]")
+    cfg_path.write_text(text)
+    cfg = load_study_config(cfg_path)
+    assert [j.id for j in plan_jobs(cfg)] == ["clean__s0", "holes-1__s0", "clean__s1", "clean__s2"]
+    run_study(tmp_path / "run", cfg, InlineExecutor(), progress=False)
+    stats = json.loads((tmp_path / "run" / "results" / "stats.json").read_text())
+    spread = next(s for s in stats["seed_spread"] if s["iou_type"] == "bbox")
+    assert spread["seeds"] == [0, 1, 2] and spread["std"] > 0
+    holes = next(r for r in stats["results"] if r["condition"] == "holes-1" and r["iou_type"] == "bbox")
+    clean = next(
+        r
+        for r in stats["results"]
+        if r["condition"] == "clean" and r["test_set"] == holes["test_set"] and r["iou_type"] == "bbox"
+    )
+    assert clean["seeds"] == [0]  # differences pair seed 0 only
+    assert holes["delta"] == pytest.approx(holes["ap"]["AP"] - clean["ap"]["AP"], abs=1e-6)

@@ -189,6 +189,9 @@ class StudyConfig:
         name: Preset or study name (shown in the report).
         conditions: Condition names (``"clean"`` first; it is the reference of every difference).
         seeds: Training seeds; each seed trains every condition (common random numbers).
+        spread_seeds: Extra seeds trained for ``clean`` only, to show the clean model's
+            seed-to-seed spread next to the differences when ``seeds`` has a single seed
+            (seeds already in ``seeds`` are ignored).
         frames_root: Real frames of the twinned videos (YCB-Video or BOP layout).
         models_root: Model library folder (``models_info.json`` + meshes).
         twin_videos: Videos whose frames are twinned into training scenes.
@@ -202,6 +205,7 @@ class StudyConfig:
     name: str = "custom"
     conditions: list[str] = field(default_factory=lambda: list(DEFAULT_CONDITIONS))
     seeds: list[int] = field(default_factory=lambda: [0])
+    spread_seeds: list[int] = field(default_factory=list)
     frames_root: str = ""
     models_root: str = ""
     twin_videos: list[str] = field(default_factory=lambda: ["0000", "0001"])
@@ -314,6 +318,7 @@ def preset(name: str) -> StudyConfig:
         return StudyConfig(
             name="quick",
             seeds=[0],
+            spread_seeds=[1],  # one more clean model: the seed-to-seed noise next to the differences
             test_sets=_sample_test_sets(),
             scenes=ScenesConfig(twin_views=160, composed=160, width=320, height=240),
             train=TrainSection(preset="quick"),
@@ -465,6 +470,8 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
         raise TwingapError("seeds must be a non-empty list of non-negative integers", source)
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise TwingapError("seeds are listed twice", source)
+    if any(not isinstance(s, int) or s < 0 for s in cfg.spread_seeds):
+        raise TwingapError("spread_seeds must be non-negative integers (those in seeds are ignored)", source)
     if not cfg.test_sets:
         raise TwingapError("the study needs at least one test set ([[test_sets]])", source)
     names = [ts.name for ts in cfg.test_sets]

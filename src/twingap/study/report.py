@@ -35,6 +35,7 @@ from twingap.study.stats import (
     condition_results,
     kendall_tau,
     mean_over_test_sets,
+    with_extra_seeds,
 )
 
 PRIMARY_IOU = "bbox"
@@ -120,11 +121,17 @@ def collect(run_dir: str | Path) -> StudyResults:
                 preds = run_dir / "jobs" / j["id"] / "preds" / f"{ts.name}.json"
                 pe = stages.per_image_eval(gt, preds, iou, categories[ts.name])
                 evals.setdefault(j["condition"], {})[j["seed"]] = pe
+            # differences pair the study's seeds; extra clean-only seeds measure the seed spread
+            main_evals = {c: {s: pe for s, pe in per.items() if s in cfg.seeds} for c, per in evals.items()}
+            main_evals = {c: per for c, per in main_evals.items() if per}
             res, spread = condition_results(
-                ts.name, iou, evals, cfg.stats.n_boot, cfg.stats.ci, cfg.stats.seed
+                ts.name, iou, main_evals, cfg.stats.n_boot, cfg.stats.ci, cfg.stats.seed
             )
             results.extend(res)
             if spread:
+                extra = {s: pe for s, pe in evals.get("clean", {}).items() if s not in cfg.seeds}
+                if extra:
+                    spread = with_extra_seeds(spread, extra)
                 spreads.append(spread)
     taus = []
     names = [ts.name for ts in cfg.test_sets]

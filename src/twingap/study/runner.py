@@ -69,8 +69,12 @@ class Job:
 
 
 def plan_jobs(cfg: StudyConfig) -> list[Job]:
-    """All jobs of a study, seed-major (every condition of seed 0 first: useful results early)."""
-    return [Job(c, s) for s in cfg.seeds for c in cfg.conditions]
+    """All jobs of a study, seed-major, then the clean-only jobs of ``spread_seeds``.
+
+    Seed-major order (every condition of seed 0 first) gives a complete first replicate early.
+    """
+    jobs = [Job(c, s) for s in cfg.seeds for c in cfg.conditions]
+    return jobs + [Job("clean", s) for s in cfg.spread_seeds if s not in cfg.seeds]
 
 
 # ---------------------------------------------------------------------- versions, hashes

@@ -251,6 +251,20 @@ def mean_over_test_sets(results: list[ConditionResult], ci: float = 0.95) -> tup
     return d, lo, hi, bool(lo > 0 or hi < 0)
 
 
+def with_extra_seeds(spread: SeedSpread, extra: dict[int, PerImage]) -> SeedSpread:
+    """Add clean models of extra seeds (trained only to measure noise) to a seed spread."""
+    ones = None
+    seeds, aps = list(spread.seeds), list(spread.ap_per_seed)
+    for s, pe in sorted(extra.items()):
+        ones = np.ones((1, pe.n_images), dtype=np.int64) if ones is None else ones
+        seeds.append(s)
+        aps.append(100 * float(pe.ap_weights(ones)[0]))
+    std = float(np.std(aps, ddof=1)) if len(aps) > 1 else math.nan
+    return SeedSpread(
+        spread.test_set, spread.iou_type, seeds, aps, std, float(max(aps) - min(aps)), spread.image_ci_half
+    )
+
+
 def kendall_tau(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     """Kendall's tau-b between two rankings of the same conditions (NaN values dropped).
 
