@@ -375,6 +375,8 @@ def figure1(res: StudyResults, path: Path) -> Path:
                 lw=1.3,
             )
             ax.annotate(cond, (h, r.delta), textcoords="offset points", xytext=(6, 4), fontsize=8.5)
+        max_h = max([h for c, h in res.hours.items() if c in res.cfg.conditions] + [1.0])
+        ax.set_xlim(0, max_h * 1.18 + 0.3)
         ax.set_title(f"{ts}  ({res.cfg.test_sets[names.index(ts)].kind})")
         ax.set_xlabel("artist hours to fix")
         if ax is axes[0][0]:
