@@ -73,3 +73,27 @@ def test_report_and_resume(tiny_run, capsys):
     assert {p: p.read_text() for p in manifests} == manifests  # nothing redone
     assert main(["study", "status", str(tiny_run)]) == 0
     assert "done: 2" in capsys.readouterr().out
+
+
+def test_train_restarts_a_partial_run_with_other_settings(tmp_path):
+    from twingap.study.config import preset
+    from twingap.study.real import RealStages
+    from twingap.train.paste import toy_dataset
+
+    ds = toy_dataset(tmp_path / "toy", n_images=4, size=(64, 48))
+    cfg = preset("tiny")
+    cfg.train.overrides = {
+        **cfg.train.overrides,
+        "image_size": [64, 48],
+        "iterations": 2,
+        "checkpoint_every": 1,
+    }
+    model_dir = tmp_path / "model"
+    # a partial run written with another thread count (as after a resume with other executor settings)
+    model_dir.mkdir()
+    other = RealStages().train_config(cfg, seed=0).replace(threads=3)
+    (model_dir / "config.json").write_text(json.dumps(other.to_dict()))
+    info = RealStages().train(cfg, ds, model_dir, seed=0)
+    assert info["iterations"] == 2
+    assert (model_dir / "model_final.pt").is_file()
+    assert json.loads((model_dir / "config.json").read_text())["threads"] == 1
