@@ -51,9 +51,13 @@ def report(run_dir: Path) -> None:
     if jobs:
         per_job = (total - once) / len(jobs)
         print(f"per job (mean): {per_job:.1f} s = {per_job / 60:.1f} min")
-        if len(jobs) < n_plan:
-            proj = once + per_job * n_plan
-            print(f"projected for all {n_plan} jobs: {proj / 60:.1f} min")
+        workers = json.loads((run_dir / "study.json").read_text())["executor"]["workers"]
+        proj = once + per_job * n_plan / workers
+        print(f"projected wall time for all {n_plan} jobs with {workers} parallel job(s): {proj / 60:.1f} min")
+        sessions = run_dir / "results" / "sessions.json"
+        if sessions.is_file():
+            wall = sum(s.get("seconds", 0.0) for s in json.loads(sessions.read_text()))
+            print(f"measured wall time (all sessions): {wall:.1f} s = {wall / 60:.1f} min")
         naive = sum(j.get("render_seconds", 0.0) for j in jobs) + sum(
             render_once.get(j["condition"], 0.0) for j in jobs if j.get("render_cached")
         )
