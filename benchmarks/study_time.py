@@ -53,7 +53,7 @@ def report(run_dir: Path) -> None:
         print(f"per job (mean): {per_job:.1f} s = {per_job / 60:.1f} min")
         workers = json.loads((run_dir / "study.json").read_text())["executor"]["workers"]
         proj = once + per_job * n_plan / workers
-        print(f"projected wall time for all {n_plan} jobs with {workers} parallel job(s): {proj / 60:.1f} min")
+        print(f"projected wall for all {n_plan} jobs, {workers} in parallel: {proj / 60:.1f} min")
         sessions = run_dir / "results" / "sessions.json"
         if sessions.is_file():
             wall = sum(s.get("seconds", 0.0) for s in json.loads(sessions.read_text()))
