@@ -28,14 +28,14 @@ def tiny_run(tmp_path_factory) -> Path:
 def test_every_stage_ran(tiny_run):
     scenes = json.loads((tiny_run / "scenes" / "manifest.json").read_text())
     assert scenes["stages"] == "real"
-    assert scenes["kinds"] == {"sampled": 4, "composed": 4}
+    assert scenes["kinds"] == {"twin": 3, "sampled": 4, "composed": 4}
     assert set(scenes["timings"]) == {"twin environments", "calibration", "sampling"}
     # the held-out video's objects are learnt from composed scenes
     assert {5, 9, 10, 18} <= set(scenes["categories"])
     for cond in ("clean", "texture-3"):
         ds = tiny_run / "datasets" / cond
         coco = json.loads((ds / "coco.json").read_text())
-        assert len(coco["images"]) == 8 and len(list((ds / "images").glob("*.png"))) == 8
+        assert len(coco["images"]) == 11 and len(list((ds / "images").glob("*.png"))) == 11
         job = tiny_run / "jobs" / f"{cond}__s0"
         m = json.loads((job / "manifest.json").read_text())
         assert m["status"] == "done" and m["stages"] == "real" and not m["fake"]

@@ -17,7 +17,8 @@ TOML layout (every key optional; a ``preset`` key picks the starting point)::
     twin_videos = ["0000", "0001"]
 
     [scenes]
-    twin_views = 160              # training scenes sampled around the twins
+    include_twins = true          # the exact real views (twin renders over the inpainted photo)
+    twin_views = 120              # training scenes sampled around the twins
     composed = 160                # composed layouts on the twins' support planes
     composed_objects = "test"     # "test" (objects of the test sets), "all", or a list of names
     width = 320                   # rendered training image size, pixels
@@ -119,6 +120,8 @@ class ScenesConfig:
 
     Attributes:
         seed: Seed of scene sampling and of the artifacts' random draws.
+        include_twins: Also train on the twins themselves: the exact real views, rendered over the
+            real frame with its objects inpainted (the paper's twin renders).
         twin_views: Scenes sampled around the twins (new views of the real layouts).
         composed: Composed layouts of ``composed_objects`` on the twins' support planes.
         composed_objects: ``"test"`` (every object of the test sets), ``"all"`` (the whole
@@ -131,6 +134,7 @@ class ScenesConfig:
     """
 
     seed: int = 0
+    include_twins: bool = True
     twin_views: int = 160
     composed: int = 160
     composed_objects: str | list[str] = "test"
@@ -320,7 +324,7 @@ def preset(name: str) -> StudyConfig:
             seeds=[0],
             spread_seeds=[1],  # one more clean model: the seed-to-seed noise next to the differences
             test_sets=_sample_test_sets(),
-            scenes=ScenesConfig(twin_views=160, composed=160, width=320, height=240),
+            scenes=ScenesConfig(include_twins=True, twin_views=120, composed=160, width=320, height=240),
             train=TrainSection(preset="quick"),
             stats=StatsConfig(n_boot=1000),
             # two single-threaded jobs side by side: on a shared 2-core CPU one torch thread per
@@ -507,8 +511,8 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
     s = cfg.scenes
     if s.width < 32 or s.height < 32:
         raise TwingapError("scenes.width and scenes.height must be at least 32 pixels", source)
-    if s.twin_views < 0 or s.composed < 0 or s.twin_views + s.composed == 0:
-        raise TwingapError("scenes.twin_views + scenes.composed must be positive", source)
+    if s.twin_views < 0 or s.composed < 0 or (s.twin_views + s.composed == 0 and not s.include_twins):
+        raise TwingapError("the study needs training scenes (include_twins, twin_views or composed)", source)
     if not (0.5 <= cfg.stats.ci < 1):
         raise TwingapError("stats.ci must be in [0.5, 1)", source)
     if cfg.stats.n_boot < 50:

@@ -7,6 +7,7 @@ Each method wraps one stage module (:mod:`twingap.render`, :mod:`twingap.train`,
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import shutil
 import time
@@ -168,7 +169,7 @@ class RealStages(Stages):
         return list(spec)
 
     def _training_scenes(self, cfg: StudyConfig, twins: list, library: Any, scenes_dir: Path) -> list:
-        """Views sampled around the twins plus composed layouts of ``scenes.composed_objects``.
+        """The twins themselves, views sampled around them, and composed layouts.
 
         ``twins`` are already scaled to the study's image size, so both samplers run at scale 1.
         """
@@ -176,6 +177,11 @@ class RealStages(Stages):
 
         seed = int(cfg.scenes.seed)
         scenes = []
+        if cfg.scenes.include_twins:
+            for t in twins:
+                c = copy.deepcopy(t)
+                c.meta["kind"] = "twin"
+                scenes.append(c)
         if cfg.scenes.twin_views:
             sampled = list(sample_scenes(twins, cfg.scenes.twin_views, seed=seed))
             for s in sampled:
