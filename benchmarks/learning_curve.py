@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument(
         "--blur", type=float, default=0.0, help="also train with pasted objects blurred (sigma px)"
     )
+    ap.add_argument("--skip-clean", action="store_true", help="with --blur, train only the blurred set")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
     ap.add_argument("--workdir", type=Path, default=None)
@@ -82,6 +83,8 @@ def main() -> None:
     table: dict[str, dict[int, dict[str, float]]] = {c: {} for c in conds}
     for seed in args.seeds:
         for name in conds:
+            if args.skip_clean and name == "clean" and len(conds) > 1:
+                continue
             run = work / f"run_{name}_s{seed}_{int(time.time())}"
             t0 = time.perf_counter()
             train(work / name, run, cfg.replace(seed=seed), progress=False)
@@ -99,14 +102,14 @@ def main() -> None:
                 f"  predict 60 frames {t2 - t1:.1f} s",
                 flush=True,
             )
-    for name in conds:
+    for name in (c for c in conds if table[c]):
         for kind in ("bbox", "segm"):
             v = [table[name][s][kind] for s in args.seeds]
             print(
                 f"{name} {kind} AP over seeds {args.seeds}: mean {np.mean(v):.3f},"
                 f" spread (max-min) {np.ptp(v):.3f}"
             )
-    if len(conds) == 2:
+    if len(conds) == 2 and all(table.values()):
         other = next(c for c in conds if c != "clean")
         for kind in ("bbox", "segm"):
             d = [table[other][s][kind] - table["clean"][s][kind] for s in args.seeds]
