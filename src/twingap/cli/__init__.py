@@ -41,8 +41,8 @@ def _root(
     ),
 ) -> None:
     """twingap: sim-to-real gap of digital twins, measured by experiment."""
-    if debug:
-        os.environ["TWINGAP_DEBUG"] = "1"
+    # --debug is read by main() from argv (not stored in the environment, which would leak
+    # into later calls of main() in the same process).
 
 
 def _register() -> None:
