@@ -26,7 +26,7 @@ demo: setup
 # (bpy 4.5 LTS needs numpy<2) and its tests run for real; elsewhere they skip with a reason.
 test: setup
 	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest
 	@if [ "$$CI" = "true" ]; then $(MAKE) test-cycles; fi
 
 CYC := .venv-cycles
@@ -39,7 +39,7 @@ $(CYC)/.installed: pyproject.toml
 	touch $@
 
 test-cycles: setup-cycles
-	$(CYC)/bin/python -m pytest -q tests/test_cycles.py
+	$(CYC)/bin/python -m pytest tests/test_cycles.py
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -62,6 +62,27 @@ def test_predict_valid_coco_results(run):
     assert res == predict(run, pairs, score_threshold=0.0)
 
 
+def test_box_from_mask_is_the_tight_box_of_the_mask(run):
+    from pycocotools import mask as mask_utils
+
+    ds = run.parent / "ds"
+    pairs = [(i + 1, p) for i, p in enumerate(sorted((ds / "images").glob("*.png")))]
+    regressed = predict(run, pairs, score_threshold=0.0, box_from_mask=False)
+    from_mask = predict(run, pairs, score_threshold=0.0, box_from_mask=True)
+    assert len(regressed) == len(from_mask) > 0
+    n_nonempty = 0
+    for a, b in zip(regressed, from_mask, strict=True):
+        keys = ("image_id", "category_id", "score", "segmentation")
+        assert [a[k] for k in keys] == [b[k] for k in keys]
+        rle = {**b["segmentation"], "counts": b["segmentation"]["counts"].encode("ascii")}
+        if mask_utils.area(rle) > 0:
+            n_nonempty += 1
+            assert b["bbox"] == pytest.approx([round(float(v), 2) for v in mask_utils.toBbox(rle)])
+        else:
+            assert b["bbox"] == a["bbox"]
+    assert n_nonempty > 0
+
+
 def test_predict_maps_back_to_original_size(run):
     ds = run.parent / "ds"
     img = read_rgb(ds / "images" / "000000.png")

@@ -13,6 +13,7 @@ from twingap.cli import main
 from twingap.train import engine
 from twingap.train.config import PRESETS, TrainConfig, load_config
 from twingap.train.engine import train
+from twingap.train.model import build_model
 from twingap.train.paste import toy_dataset
 
 TINY = TrainConfig(
@@ -57,9 +58,9 @@ def _state(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "model_final.pt", map_location="cpu", weights_only=False)["model"]
 
 
-@pytest.mark.parametrize("cached", [True, False])
-def test_resume_is_bit_identical(toy, tmp_path, monkeypatch, cached):
-    cfg = TINY.replace(cache_features=cached)
+@pytest.mark.parametrize(("cached", "frozen_blocks"), [(True, 18), (True, 7), (False, 7)])
+def test_resume_is_bit_identical(toy, tmp_path, monkeypatch, cached, frozen_blocks):
+    cfg = TINY.replace(cache_features=cached, frozen_blocks=frozen_blocks)
     ref = train(toy, tmp_path / "ref", cfg, progress=False).parent
 
     real_lr_at = engine.lr_at
@@ -82,6 +83,22 @@ def test_resume_is_bit_identical(toy, tmp_path, monkeypatch, cached):
     assert _losses(ref) == _losses(tmp_path / "res")
     # A finished run resumes to a no-op.
     assert train(toy, tmp_path / "res", cfg, resume=True, progress=False).is_file()
+
+
+@pytest.mark.parametrize("frozen_blocks", [7, 14])
+def test_partial_freeze_trains_only_later_blocks(toy, tmp_path, frozen_blocks):
+    cfg = TINY.replace(iterations=3, checkpoint_every=0, frozen_blocks=frozen_blocks)
+    torch.manual_seed(0)
+    init = build_model(cfg, 4).state_dict()
+    state = _state(train(toy, tmp_path / "run", cfg, progress=False).parent)
+    body = [k for k in state if k.startswith("backbone.body.") and k.endswith(".weight")]
+    frozen = [k for k in body if int(k.split(".")[2]) < frozen_blocks]
+    later = [k for k in body if int(k.split(".")[2]) >= frozen_blocks]
+    assert frozen and later
+    assert all(torch.equal(state[k], init[k]) for k in frozen)
+    # FrozenBatchNorm weights are buffers; the conv weights of the later blocks must move.
+    moved = [k for k in later if "conv" in k and not torch.equal(state[k], init[k])]
+    assert moved, "the blocks after the cache boundary did not train"
 
 
 def test_same_seed_same_weights_other_seed_differs(toy, tmp_path):
@@ -156,3 +173,5 @@ def test_config_toml_and_overrides(tmp_path):
     with pytest.raises(Exception, match="unknown training option"):
         load_config("quick", p)
     assert PRESETS["paper"].model == "resnet50_fpn" and not PRESETS["paper"].uses_cache
+    with pytest.raises(Exception, match="frozen_blocks"):
+        load_config("quick", frozen_blocks=0)

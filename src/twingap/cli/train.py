@@ -58,6 +58,10 @@ def predict_cmd(
     out: Annotated[Path, Opt("-o", "--out", help="COCO results JSON to write.")],
     device: Annotated[str | None, Opt(help="auto, cpu or cuda (default: the run's).")] = None,
     score_threshold: Annotated[float, Opt(help="Drop detections scoring lower.")] = 0.05,
+    box_from_mask: Annotated[
+        bool | None,
+        Opt("--box-from-mask/--box-regressed", help="Boxes from masks or regressed (default: the run's)."),
+    ] = None,
     progress: Annotated[bool, Opt("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Predict boxes and masks on every frame (image ids as in ``twingap data coco``)."""
@@ -66,6 +70,13 @@ def predict_cmd(
     from twingap.train.predict import predict
 
     frame_list = load_frames(frames, load_depth=False)
-    results = predict(run, frame_list, device=device, score_threshold=score_threshold, progress=progress)
+    results = predict(
+        run,
+        frame_list,
+        device=device,
+        score_threshold=score_threshold,
+        progress=progress,
+        box_from_mask=box_from_mask,
+    )
     write_json_atomic(out, results, indent=None)
     typer.echo(f"{len(results)} detections on {len(frame_list)} frames -> {out}")

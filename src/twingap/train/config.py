@@ -43,7 +43,12 @@ class TrainConfig:
         ema_decay: Decay of the weight EMA used for the final weights; 0 disables it.
         ema_start: Fraction of training after which the EMA starts tracking (earlier weights are
             not averaged in).
-        freeze_backbone: Freeze the whole backbone body (the FPN stays trainable).
+        freeze_backbone: Freeze the backbone body, or its first ``frozen_blocks`` blocks (the FPN
+            stays trainable).
+        frozen_blocks: MobileNetV2 only: how many leading ``features`` blocks (0-17) are frozen
+            and cached when ``freeze_backbone``; 18 freezes the whole body, 7 stops at the
+            stride-8 stage (the later inverted residuals at stride 16 / 32 train on top of the
+            cached 32-channel stride-8 map), 14 stops at stride 16. Ignored by ResNet-50.
         cache_features: With a frozen body, compute its features once per (image, augmentation
             variant) and reuse them every epoch.
         aug_variants: Number of augmentation variants per image drawn once when features are
@@ -65,6 +70,9 @@ class TrainConfig:
         roi_sampling_ratio: Bilinear samples per ROI-Align bin side (torchvision default 2; 1
             quarters the ROI-Align cost, whose backward dominates a CPU step).
         detections_per_image: Maximum detections per image at inference.
+        box_from_mask: At prediction, report each detection's box as the tight box of its
+            thresholded (pasted, full-resolution) mask, the way the ground truth boxes are made
+            from visible masks; detections with an empty mask keep the regressed box.
         seed: The one seed: head initialisation, data order, augmentation draws and the
             samplers inside the heads all derive from it.
         device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
@@ -90,6 +98,7 @@ class TrainConfig:
     ema_decay: float = 0.98
     ema_start: float = 0.5
     freeze_backbone: bool = True
+    frozen_blocks: int = 18
     cache_features: bool = True
     aug_variants: int = 2
     hflip: float = 0.5
@@ -106,6 +115,7 @@ class TrainConfig:
     box_batch_per_image: int = 64
     roi_sampling_ratio: int = 1
     detections_per_image: int = 50
+    box_from_mask: bool = False
     seed: int = 0
     device: str = "auto"
     threads: int = 1
@@ -133,6 +143,8 @@ class TrainConfig:
             raise TwingapError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise TwingapError(f"unknown device {self.device!r} (use auto, cpu or cuda)")
+        if not 1 <= self.frozen_blocks <= 18:
+            raise TwingapError(f"frozen_blocks must be in [1, 18], got {self.frozen_blocks}")
         if self.aug_variants < 1:
             raise TwingapError("aug_variants must be at least 1")
         return self

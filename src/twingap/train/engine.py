@@ -40,10 +40,11 @@ from twingap.train.data import (
     load_train_set,
     masks_to_target,
 )
-from twingap.train.model import build_model
+from twingap.train.model import build_model, frozen_body_blocks
 
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 _STREAM_AUG, _STREAM_ORDER, _STREAM_STEP, _STREAM_VARIANT = 1, 2, 3, 4
+_BOUNDARY = "boundary"
 
 
 def _key(seed: int, *parts: int) -> int:
@@ -122,7 +123,12 @@ def _image_tensor(img: np.ndarray, p: AugParams, device: torch.device) -> torch.
 
 
 class _FeatureCache:
-    """Frozen-body features per (image, variant), stored in float16 to halve memory."""
+    """Frozen-body features per (image, variant), stored in float16 to halve memory.
+
+    With the whole body frozen, the entries are the body's outputs (the FPN inputs). With only
+    the first ``k`` blocks frozen, they are the FPN inputs those blocks produce plus the output
+    of block ``k - 1`` (key :data:`_BOUNDARY`), on which the trainable blocks run each step.
+    """
 
     def __init__(self, model, ds: TrainSet, cfg: TrainConfig, device: torch.device, progress: bool) -> None:
         self.params: list[AugParams] = []
@@ -130,6 +136,9 @@ class _FeatureCache:
         self.index: list[tuple[int, int]] = []
         body, transform = model.backbone.body, model.transform
         body.eval()
+        frozen = frozen_body_blocks(model, cfg)
+        self.partial = len(frozen) < len(list(body.children()))
+        returns = body.return_layers
         total = len(ds) * cfg.aug_variants
         with torch.no_grad(), _progress(progress, total, "caching features") as bar:
             for i in range(len(ds)):
@@ -141,11 +150,20 @@ class _FeatureCache:
                     )
                     x = _image_tensor(ds.images[i], p, device)
                     il, _ = transform([x])
-                    f = body(il.tensors)
+                    if self.partial:
+                        f, h = OrderedDict(), il.tensors
+                        for name, module in frozen:
+                            h = module(h)
+                            if name in returns:
+                                f[returns[name]] = h
+                        f[_BOUNDARY] = h
+                    else:
+                        f = body(il.tensors)
                     self.feats.append(OrderedDict((k, t[0].to(torch.float16)) for k, t in f.items()))
                     self.params.append(p)
                     self.index.append((i, v))
                     bar(1)
+        self.num_frozen = len(frozen)
         self.padded = tuple(il.tensors.shape[-2:])
         self.image_hw = (cfg.image_size[1], cfg.image_size[0])
 
@@ -193,6 +211,13 @@ def _cached_losses(model, cache: _FeatureCache, entries: list[int], targets: lis
     feats = OrderedDict(
         (k, torch.stack([cache.feats[e][k] for e in entries]).float()) for k in cache.feats[entries[0]]
     )
+    if cache.partial:
+        body = model.backbone.body
+        h = feats.pop(_BOUNDARY)
+        for name, module in list(body.named_children())[cache.num_frozen :]:
+            h = module(h)
+            if name in body.return_layers:
+                feats[body.return_layers[name]] = h
     feats = model.backbone.fpn(feats)
     b = len(entries)
     h, w = cache.padded

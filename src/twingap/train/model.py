@@ -149,11 +149,26 @@ def build_model(cfg: TrainConfig, num_classes: int) -> MaskRCNN:
             mask_predictor=MaskRCNNPredictor(mask_channels[-1], mask_channels[-1], num_classes),
         )
     if cfg.freeze_backbone:
-        for p in model.backbone.body.parameters():
-            p.requires_grad_(False)
+        for _, module in frozen_body_blocks(model, cfg):
+            for p in module.parameters():
+                p.requires_grad_(False)
     return model
 
 
+def frozen_body_blocks(model: nn.Module, cfg: TrainConfig) -> list[tuple[str, nn.Module]]:
+    """The frozen leading blocks of ``model.backbone.body`` as (name, module) pairs, in order.
+
+    The whole body for ResNet-50 or ``frozen_blocks >= 18``; otherwise MobileNetV2's
+    ``features`` blocks ``0 .. frozen_blocks - 1``. Empty unless ``cfg.freeze_backbone``.
+    """
+    if not cfg.freeze_backbone:
+        return []
+    blocks = list(model.backbone.body.named_children())
+    if cfg.model != "mobilenet_v2_fpn_lite":
+        return blocks
+    return blocks[: cfg.frozen_blocks]
+
+
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict without the frozen body (what training changes)."""
+    """The model's state dict without the backbone body (the part training changes, when fully frozen)."""
     return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.body.")}

@@ -58,6 +58,7 @@ def predict(
     score_threshold: float = 0.05,
     batch_size: int = 4,
     progress: bool = False,
+    box_from_mask: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Run a trained model on images and return COCO results.
 
@@ -70,15 +71,21 @@ def predict(
         score_threshold: Detections scoring lower are dropped.
         batch_size: Images per forward pass.
         progress: Show a progress bar.
+        box_from_mask: Report each box as the tight box of its thresholded mask (as the ground
+            truth boxes are made), keeping the regressed box where the mask is empty; None uses
+            the run config's ``box_from_mask``.
 
     Returns:
         COCO results, one dict per detection: ``image_id``, ``category_id`` (YCB-Video id),
-        ``bbox`` [x, y, w, h] in original-image pixels, ``score``, ``segmentation``
-        (RLE with a str ``counts``) of the mask thresholded at 0.5. Sorted by image then score.
+        ``bbox`` [x, y, w, h] in original-image pixels (regressed, or from the mask), ``score``,
+        ``segmentation`` (RLE with a str ``counts``) of the mask thresholded at 0.5.
+        Sorted by image then score.
     """
     from pycocotools import mask as mask_utils
 
     model, cfg, label_map, dev = load_model(run_dir, device)
+    if box_from_mask is None:
+        box_from_mask = cfg.box_from_mask
     items: list[tuple[int, Source]] = []
     default_ids = list(range(1, len(images) + 1))
     if images and all(isinstance(x, Frame) for x in images):
@@ -122,17 +129,15 @@ def predict(
                 for k in order:
                     x1, y1, x2, y2 = boxes[k]
                     rle = mask_utils.encode(np.asfortranarray(masks[k].astype(np.uint8)))
+                    bbox = [x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy]
+                    if box_from_mask and masks[k].any():
+                        bbox = [float(v) for v in mask_utils.toBbox(rle)]
                     rle["counts"] = rle["counts"].decode("ascii")
                     results.append(
                         {
                             "image_id": int(image_id),
                             "category_id": int(label_map[int(labels[k])]),
-                            "bbox": [
-                                round(float(x1 * sx), 2),
-                                round(float(y1 * sy), 2),
-                                round(float((x2 - x1) * sx), 2),
-                                round(float((y2 - y1) * sy), 2),
-                            ],
+                            "bbox": [round(float(v), 2) for v in bbox],
                             "score": round(float(scores[k]), 5),
                             "segmentation": rle,
                         }
