@@ -118,3 +118,19 @@ def test_report_refuses_folder_without_clean(tmp_path, capsys):
     run_study(tmp_path / "run", load_study_config(cfg_path), InlineExecutor(), progress=False)
     assert main(["report", str(tmp_path / "run")]) == 2
     assert "no finished clean job" in capsys.readouterr().err
+
+
+def test_jobs_trained_with_other_settings_are_left_out(tmp_path):
+    cfg_path = tmp_path / "fake.toml"
+    cfg_path.write_text('preset = "tiny"\nstages = "fake"\nconditions = ["clean", "noise-1", "noise-2"]\n')
+    run_dir = tmp_path / "run"
+    run_study(run_dir, load_study_config(cfg_path), InlineExecutor(), report=False, progress=False)
+    for jid, h in (("clean__s0", "aaa"), ("noise-1__s0", "aaa"), ("noise-2__s0", "bbb")):
+        path = run_dir / "jobs" / jid / "manifest.json"
+        m = json.loads(path.read_text())
+        path.write_text(json.dumps({**m, "train_config_hash": h}))
+    assert main(["report", str(run_dir)]) == 0
+    stats = json.loads((run_dir / "results" / "stats.json").read_text())
+    assert {r["condition"] for r in stats["results"]} == {"clean", "noise-1"}
+    assert "other settings" in stats["failed"]["noise-2__s0"]
+    assert "not comparable" in (run_dir / "report.html").read_text()

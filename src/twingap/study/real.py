@@ -284,7 +284,17 @@ class RealStages(Stages):
         final = train(dataset_dir, model_dir, tcfg, resume=model_dir.exists(), progress=False)
         with contextlib.suppress(FileNotFoundError):
             (model_dir / "checkpoint.pt").unlink()
-        return {"iterations": tcfg.iterations, "model": tcfg.model, "weights": final.name}
+        from twingap.io import sha256_bytes
+
+        fingerprint = sha256_bytes(dumps_json(read_json(model_dir / "config.json"), indent=None).encode())[
+            :12
+        ]
+        return {
+            "iterations": tcfg.iterations,
+            "model": tcfg.model,
+            "weights": final.name,
+            "config_hash": fingerprint,
+        }
 
     def predict(self, cfg: StudyConfig, model_dir: Path, test_dir: Path, out_json: Path) -> dict[str, Any]:
         """COCO results of the model on a prepared test set."""

@@ -103,6 +103,15 @@ def collect(run_dir: str | Path) -> StudyResults:
     ]
     if not any(j["condition"] == "clean" for j in jobs):
         raise TwingapError("no finished clean job yet: nothing to compare against", run_dir)
+    # A job trained with other settings than its seed's clean job (e.g. the training code changed
+    # between jobs) is not comparable: it is left out of every statistic and listed.
+    prints = {j["id"]: train_fingerprint(run_dir, j) for j in jobs}
+    inconsistent = {}
+    for j in jobs:
+        ref = prints.get(f"clean__s{j['seed']}", prints.get(f"clean__s{cfg.seeds[0]}"))
+        if prints[j["id"]] != ref:
+            inconsistent[j["id"]] = f"trained with other settings ({prints[j['id']]} vs clean {ref})"
+    jobs = [j for j in jobs if j["id"] not in inconsistent]
     shared = {
         "scenes": read_json(run_dir / "scenes" / "manifest.json"),
         "testsets": {
@@ -173,6 +182,7 @@ def collect(run_dir: str | Path) -> StudyResults:
         **_wall_time(run_dir),
     }
     failed = {jid: s.detail for jid, s in states.items() if s.state == "failed"}
+    failed.update(inconsistent)
     vers = jobs[0].get("versions", {}) if jobs else {}
     return StudyResults(
         run_dir,
@@ -191,6 +201,18 @@ def collect(run_dir: str | Path) -> StudyResults:
         vers,
         failed,
     )
+
+
+def train_fingerprint(run_dir: Path, job: dict[str, Any]) -> str | None:
+    """Short hash of the training settings a job used (manifest, or its model's config.json)."""
+    if job.get("train_config_hash"):
+        return str(job["train_config_hash"])
+    cfg_path = run_dir / "jobs" / job["id"] / "model" / "config.json"
+    if cfg_path.is_file():
+        from twingap.io import sha256_bytes
+
+        return sha256_bytes(dumps_json(read_json(cfg_path), indent=None).encode())[:12]
+    return None
 
 
 def _wall_time(run_dir: Path) -> dict[str, Any]:
@@ -583,10 +605,10 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
             "<div class='banner'>Made with the FAKE stages (twingap.study.fake): every number below is synthetic, "
             "produced to test the pipeline and the report layout. These are not results.</div>"
         )
-    left = [k for k, v in res.states.items() if v != "done"]
+    left = [k for k, v in res.states.items() if v != "done" or k in res.failed]
     if left:
         add(
-            f"<div class='banner err'>{len(left)} job(s) not finished: "
+            f"<div class='banner err'>{len(left)} job(s) not finished or not comparable (left out of every number): "
             + ", ".join(
                 f"{e(k)} ({e(res.states[k])}{': ' + e(res.failed[k]) if k in res.failed else ''})"
                 for k in left

@@ -467,6 +467,7 @@ def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any
                     "gt_hashes": {k: v.get("gt_hash") for k, v in shared["testsets"].items()},
                 },
                 "timings": {k: round(timings.get(k, 0.0), 3) for k in STAGES},
+                "train_config_hash": done_info["train"].get("config_hash"),
                 "render_cached": done_info["render"].get("cached", False),
                 "render_seconds": done_info["render"].get("render_seconds", 0.0),
                 "seconds": round(sum(timings.get(k, 0.0) for k in STAGES), 3),
