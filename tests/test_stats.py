@@ -131,3 +131,15 @@ def test_mean_over_test_sets_combines_replicates():
     assert lo < d < hi and sig
     # averaging independent test sets narrows the interval below the mean of the two widths
     assert hi - lo < np.mean([r.delta_hi - r.delta_lo for r in rows])
+
+
+def test_fix_verdicts():
+    deltas = {
+        "hurts": (-5.0, -7.0, -3.0, True),
+        "flat": (-1.0, -3.0, 1.0, False),
+        "helps": (2.0, 1.0, 3.0, True),
+    }
+    items = {it.condition: it for it in rank_fixes(deltas, {"hurts": 1.0, "flat": 1.0, "helps": 1.0})}
+    assert items["hurts"].verdict == "fix recovers AP"
+    assert items["flat"].verdict == "no measurable difference"
+    assert items["helps"].verdict == "scored above clean"

@@ -112,7 +112,9 @@ class FixItem:
         per_hour: Recovered AP points per artist hour.
         per_hour_lo: Lower end of the interval of ``per_hour``.
         per_hour_hi: Upper end.
-        significant: Whether the difference to clean is distinguishable from zero.
+        significant: Whether fixing recovers AP distinguishably from zero.
+        verdict: ``"fix recovers AP"``, ``"no measurable difference"`` or ``"scored above clean"``
+            (the artifact did not hurt; its interval lies above zero).
     """
 
     rank: int
@@ -125,6 +127,7 @@ class FixItem:
     per_hour_lo: float
     per_hour_hi: float
     significant: bool
+    verdict: str = ""
 
 
 def rank_fixes(deltas: dict[str, tuple[float, float, float, bool]], hours: dict[str, float]) -> list[FixItem]:
@@ -149,7 +152,15 @@ def rank_fixes(deltas: dict[str, tuple[float, float, float, bool]], hours: dict[
             per, per_lo, per_hi = rec / h, rec_lo / h, rec_hi / h
         else:
             per = per_lo = per_hi = math.copysign(math.inf, rec) if rec != 0 else 0.0
-        items.append(FixItem(0, cond, h, rec, rec_lo, rec_hi, per, per_lo, per_hi, bool(sig and rec > 0)))
+        if sig and rec > 0:
+            verdict = "fix recovers AP"
+        elif sig and rec < 0:
+            verdict = "scored above clean"
+        else:
+            verdict = "no measurable difference"
+        items.append(
+            FixItem(0, cond, h, rec, rec_lo, rec_hi, per, per_lo, per_hi, bool(sig and rec > 0), verdict)
+        )
     items.sort(key=lambda it: (not it.significant, -it.per_hour, -it.recovered, it.condition))
     for i, it in enumerate(items, 1):
         it.rank = i

@@ -641,7 +641,7 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
     )
     add(
         "<table><tr><th>#</th><th>condition</th><th>hours</th><th>AP recovered</th><th>95% CI</th>"
-        "<th>AP per hour</th><th>distinguishable</th></tr>"
+        "<th>AP per hour</th><th>verdict</th></tr>"
     )
     for f in res.fixes:
         cls = "pos" if f.significant else "ns"
@@ -649,7 +649,7 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
             f"<tr><td>{f.rank}</td><td><span class='dot' style='background:{_color(f.condition)}'></span>{e(f.condition)}</td>"
             f"<td>{f.hours:g}</td><td class='{cls}'>{_fmt(f.recovered, sign=True)}</td>"
             f"<td class='small'>[{_fmt(f.recovered_lo, sign=True)}, {_fmt(f.recovered_hi, sign=True)}]</td>"
-            f"<td class='{cls}'>{_fmt(f.per_hour, 2)}</td><td>{'yes' if f.significant else 'no'}</td></tr>"
+            f"<td class='{cls}'>{_fmt(f.per_hour, 2)}</td><td>{e(f.verdict)}</td></tr>"
         )
     add("</table></section>")
 
@@ -800,14 +800,14 @@ def write_markdown(res: StudyResults) -> Path:
     lines += [
         "## Fix these first",
         "",
-        "| # | condition | hours | AP recovered [95% CI] | AP per hour | distinguishable |",
+        "| # | condition | hours | AP recovered [95% CI] | AP per hour | verdict |",
         "|---|---|---|---|---|---|",
     ]
     for f in res.fixes:
         lines.append(
             f"| {f.rank} | {f.condition} | {f.hours:g} | {_fmt(f.recovered, sign=True)} "
             f"[{_fmt(f.recovered_lo, sign=True)}, {_fmt(f.recovered_hi, sign=True)}] | {_fmt(f.per_hour, 2)} | "
-            f"{'yes' if f.significant else 'no'} |"
+            f"{f.verdict} |"
         )
     for ts in cfg.test_sets:
         lines += [
@@ -906,7 +906,7 @@ def top_fixes_text(run_dir: str | Path, n: int = 5) -> str:
         out.append(
             f"{f['rank']:>2}. {f['condition']:<12} {f['recovered']:+6.1f} AP for {f['hours']:g} h "
             f"= {f['per_hour'] if f['per_hour'] is not None else float('nan'):.2f} AP/h"
-            f"{'' if f['significant'] else '  (not distinguishable from 0)'}"
+            f"{'' if f['significant'] else '  (' + f.get('verdict', 'not distinguishable from 0') + ')'}"
         )
     return "\n".join(out)
 
