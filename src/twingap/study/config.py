@@ -309,8 +309,11 @@ def _sample_test_sets() -> list[TestSetConfig]:
 def preset(name: str) -> StudyConfig:
     """Return a preset configuration.
 
-    * ``quick``: 13 conditions x 1 seed on the shipped sample for a 2-core CPU (MobileNetV2-FPN
-      Mask R-CNN, the training stage's ``quick`` recipe, 320x240 renders).
+    * ``quick``: 13 conditions x 1 seed (+ one extra clean seed for the noise level) on the shipped
+      sample for a 2-core CPU: 40 twins + 120 sampled views + 160 composed layouts at 320x240, the
+      training stage's ``quick`` recipe (MobileNetV2-FPN Mask R-CNN, frozen cached body), two
+      single-threaded jobs side by side. Twinned test set: videos 0000 + 0001 (40 frames);
+      held-out: video 0002 (20 frames, 6 objects, 5 of them only in composed layouts).
     * ``paper``: the paper's scale for a GPU (ResNet-50-FPN, thousands of iterations, 640x480
       renders, 3 seeds, more scenes).
     * ``tiny``: a miniature for tests and smoke runs (2 conditions, tiny images, a few iterations).
