@@ -58,9 +58,7 @@ def report(run_dir: Path) -> None:
         if sessions.is_file():
             wall = sum(s.get("seconds", 0.0) for s in json.loads(sessions.read_text()))
             print(f"measured wall time (all sessions): {wall:.1f} s = {wall / 60:.1f} min")
-        naive = sum(j.get("render_seconds", 0.0) for j in jobs) + sum(
-            render_once.get(j["condition"], 0.0) for j in jobs if j.get("render_cached")
-        )
+        naive = sum(render_once.get(j["condition"], 0.0) for j in jobs)  # rendering in every job
         shared = sum(render_once.values())
         if shared > 0:
             print(
