@@ -34,6 +34,10 @@ def study(
         str | None, typer.Option(help="Ray cluster address (default: start Ray locally).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel jobs for the local executor.")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="Render backend for the training sets: raster (default) or cycles (bpy extra)."),
+    ] = None,
     no_report: Annotated[
         bool, typer.Option("--no-report", help="Do not write the report at the end.")
     ] = False,
@@ -52,6 +56,13 @@ def study(
     cfg = None if resume else load_study_config(config, preset)
     if cfg is not None and workers is not None:
         cfg.executor.workers = workers
+    if backend is not None:
+        if cfg is None:
+            raise TwingapError("--backend applies to a new study; a resumed study keeps its backend")
+        from twingap.study.config import validate
+
+        cfg.render.backend = backend
+        validate(cfg)
     ex_cfg = cfg.executor if cfg is not None else None
     if ex_cfg is None:
         from twingap.study.runner import load_run_config

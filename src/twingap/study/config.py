@@ -146,6 +146,18 @@ class ScenesConfig:
 
 
 @dataclass
+class RenderSection:
+    """Rendering of the training sets.
+
+    ``backend`` is ``"raster"`` or ``"cycles"`` (see :func:`twingap.render.backend.get_renderer`);
+    ``options`` are backend options (raster: ``msaa``; cycles: ``samples``, ``denoise``, ...).
+    """
+
+    backend: str = "raster"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class TrainSection:
     """Detector training: a ``twingap.train`` preset plus overrides of its fields."""
 
@@ -215,6 +227,7 @@ class StudyConfig:
     twin_videos: list[str] = field(default_factory=lambda: ["0000", "0001"])
     test_sets: list[TestSetConfig] = field(default_factory=list)
     scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    render: RenderSection = field(default_factory=RenderSection)
     train: TrainSection = field(default_factory=TrainSection)
     stats: StatsConfig = field(default_factory=StatsConfig)
     cost: CostConfig = field(default_factory=CostConfig)
@@ -259,6 +272,7 @@ class StudyConfig:
         kwargs: dict[str, Any] = {}
         sections = {
             "scenes": ScenesConfig,
+            "render": RenderSection,
             "train": TrainSection,
             "stats": StatsConfig,
             "cost": CostConfig,
@@ -479,6 +493,13 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
         raise TwingapError("seeds are listed twice", source)
     if any(not isinstance(s, int) or s < 0 for s in cfg.spread_seeds):
         raise TwingapError("spread_seeds must be non-negative integers (those in seeds are ignored)", source)
+    from twingap.render.backend import BACKENDS, check_backend
+
+    if cfg.render.backend not in BACKENDS:
+        raise TwingapError(
+            f"[render] backend {cfg.render.backend!r} is unknown (have: {', '.join(BACKENDS)})", source
+        )
+    check_backend(cfg.render.backend)  # e.g. cycles without bpy: one line with the install hint
     if not cfg.test_sets:
         raise TwingapError("the study needs at least one test set ([[test_sets]])", source)
     names = [ts.name for ts in cfg.test_sets]

@@ -261,7 +261,15 @@ class RealStages(Stages):
         library = ModelLibrary(cfg.models_root_path())
         workers = max(1, int(cfg.executor.cpus_per_job))
         render_dataset(
-            scenes, out_dir, library, condition, seed=cfg.scenes.seed, workers=workers, progress=False
+            scenes,
+            out_dir,
+            library,
+            condition,
+            seed=cfg.scenes.seed,
+            workers=workers,
+            progress=False,
+            backend=cfg.render.backend,
+            renderer_options=dict(cfg.render.options) or None,
         )
         return {"n_images": len(scenes), "dataset_hash": dataset_hash(out_dir)}
 
