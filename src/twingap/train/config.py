@@ -15,8 +15,9 @@ segm 0.54; blocks up to stride 16 frozen, 600 steps: bbox 0.61 / 0.64, segm 0.68
 CPU-minutes; stride-8 boundary, 400 steps: bbox 0.61 / 0.67, segm 0.69, 4.5 CPU-minutes
 (seed 1: 0.64 mask-box bbox); the ``quick`` values (stride-8 boundary, 500 steps): bbox 0.69
 / 0.72, segm 0.74, held-out video 0002 bbox 0.49 (mask boxes), 5.1 CPU-minutes (cache
-included). Mesh noise level 3 minus clean at 400 steps, same seed: -0.111 / -0.113 bbox AP
-(seeds 0 / 1), 95% paired bootstrap interval +-0.027 over both seeds.
+included); seed 1: bbox 0.67 / 0.67, segm 0.74, held-out 0.37. Mesh noise level 3 minus
+clean at 400 steps, same seed: -0.111 / -0.113 bbox AP (seeds 0 / 1), 95% paired bootstrap
+interval +-0.027 over both seeds; at 500 steps, seed 0: -0.149 (+-0.025).
 """
 
 from __future__ import annotations
