@@ -32,6 +32,38 @@ BACKGROUND_ASSET_KEY = "__background__"
 BACKENDS = ("raster", "cycles")
 
 
+def background_asset(scene: SceneSpec, assets: dict[str, Asset], cache: dict | None = None) -> Asset | None:
+    """The background mesh of a ``kind="mesh"`` scene (``None`` for other backgrounds).
+
+    A ready-made asset under :data:`BACKGROUND_ASSET_KEY` in ``assets`` wins; otherwise the
+    mesh at ``scene.background.path`` is loaded (world coordinates, metres), memoised in
+    ``cache`` by (resolved path, modification time) when a cache is given.
+
+    Raises:
+        TwingapError: If the path is missing or the file does not exist.
+    """
+    from pathlib import Path
+
+    from twingap.assets.asset import load_mesh_file
+
+    bg = scene.background
+    if bg.kind != "mesh":
+        return None
+    if BACKGROUND_ASSET_KEY in assets:
+        return assets[BACKGROUND_ASSET_KEY]
+    if not bg.path:
+        raise TwingapError(f"scene {scene.scene_id!r}: background kind 'mesh' needs a path")
+    path = Path(bg.path)
+    if not path.is_file():
+        raise TwingapError(f"scene {scene.scene_id!r}: background mesh not found", path)
+    if cache is None:
+        return load_mesh_file(path, "background")
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in cache:
+        cache[key] = load_mesh_file(path, "background")
+    return cache[key]
+
+
 @dataclass
 class RenderResult:
     """What a renderer returns for one scene.

@@ -60,9 +60,9 @@ from pathlib import Path
 
 import numpy as np
 
-from twingap.assets.asset import Asset, load_mesh_file
+from twingap.assets.asset import Asset
 from twingap.errors import TwingapError
-from twingap.render.backend import BACKGROUND_ASSET_KEY, RenderResult
+from twingap.render.backend import BACKGROUND_ASSET_KEY, RenderResult, background_asset
 from twingap.render.response import add_sensor_noise, check_response, response_float
 from twingap.render.scene import SceneSpec
 
@@ -208,20 +208,6 @@ def _background_image(scene: SceneSpec, width: int, height: int) -> np.ndarray:
     if img.shape[:2] != (height, width):
         img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
     return img.astype(np.float64) / 255.0
-
-
-def _background_asset(scene: SceneSpec, assets: dict[str, Asset]) -> Asset | None:
-    bg = scene.background
-    if bg.kind != "mesh":
-        return None
-    if BACKGROUND_ASSET_KEY in assets:
-        return assets[BACKGROUND_ASSET_KEY]
-    if not bg.path:
-        raise TwingapError(f"scene {scene.scene_id!r}: background kind 'mesh' needs a path")
-    path = Path(bg.path)
-    if not path.is_file():
-        raise TwingapError(f"scene {scene.scene_id!r}: background mesh not found", path)
-    return load_mesh_file(path, "background")
 
 
 def _check_scene(scene: SceneSpec, assets: dict[str, Asset]) -> None:
@@ -537,7 +523,7 @@ class _BlenderSession:
                 mat = materials[id(asset)] = self._material(f"m{i}", asset, background=False)
             self._mesh_object(f"obj{i}", asset, mat, i + 1, obj.world_T_obj)
         bg_mat = None
-        bg_asset = _background_asset(scene, assets)
+        bg_asset = background_asset(scene, assets)
         if bg_asset is not None:
             # as in the raster backend: unlit (the photo texture as is) unless the scene says not
             unlit = bool(scene.meta.get("background_unlit", getattr(scene.background, "unlit", True)))

@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from twingap.assets.asset import Asset, load_mesh_file
+from twingap.assets.asset import Asset
 from twingap.errors import TwingapError
-from twingap.render.backend import BACKGROUND_ASSET_KEY, RenderResult
+from twingap.render.backend import RenderResult, background_asset
 from twingap.render.response import MAX_TONE_TERMS, add_sensor_noise, check_response, color_matrix
 from twingap.render.response import tone_coefficients as _tone
 from twingap.render.scene import SceneSpec
@@ -505,20 +505,7 @@ class RasterRenderer:
         return mesh
 
     def _background_asset(self, scene: SceneSpec, assets: dict[str, Asset]) -> Asset | None:
-        bg = scene.background
-        if bg.kind != "mesh":
-            return None
-        if BACKGROUND_ASSET_KEY in assets:
-            return assets[BACKGROUND_ASSET_KEY]
-        if not bg.path:
-            raise TwingapError(f"scene {scene.scene_id!r}: background kind 'mesh' needs a path")
-        path = Path(bg.path)
-        if not path.is_file():
-            raise TwingapError(f"scene {scene.scene_id!r}: background mesh not found", path)
-        key = (str(path.resolve()), path.stat().st_mtime_ns)
-        if key not in self._bg_assets:
-            self._bg_assets[key] = load_mesh_file(path, "background")
-        return self._bg_assets[key]
+        return background_asset(scene, assets, self._bg_assets)
 
     def _background_image(self, scene: SceneSpec, width: int, height: int):
         import cv2
