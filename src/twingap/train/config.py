@@ -48,6 +48,10 @@ class TrainConfig:
         weight_decay: L2 weight decay.
         warmup_iters: Linear warm-up length in steps (from ``lr * warmup_factor``).
         warmup_factor: Starting fraction of ``lr`` during warm-up.
+        clip_grad_norm: Clip the global L2 norm of the gradients to this value before each
+            step (0 disables). Without it the quick recipe's peak learning rate sent one
+            condition's run to NaN at step 58 (a box-regression spike right after warm-up);
+            clipping keeps every condition's run finite with the same settings.
         schedule: ``"cosine"`` (decays to 0 at the end) or ``"step"`` (x0.1 at 70% and 90%).
         ema_decay: Decay of the weight EMA used for the final weights; 0 disables it.
         ema_start: Fraction of training after which the EMA starts tracking (earlier weights are
@@ -103,6 +107,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_iters: int = 30
     warmup_factor: float = 0.05
+    clip_grad_norm: float = 10.0
     schedule: str = "cosine"
     ema_decay: float = 0.98
     ema_start: float = 0.5
@@ -154,6 +159,8 @@ class TrainConfig:
             raise TwingapError(f"unknown device {self.device!r} (use auto, cpu or cuda)")
         if not 1 <= self.frozen_blocks <= 18:
             raise TwingapError(f"frozen_blocks must be in [1, 18], got {self.frozen_blocks}")
+        if self.clip_grad_norm < 0:
+            raise TwingapError(f"clip_grad_norm must be >= 0 (0 disables), got {self.clip_grad_norm}")
         if self.aug_variants < 1:
             raise TwingapError("aug_variants must be at least 1")
         return self

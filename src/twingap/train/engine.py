@@ -348,6 +348,9 @@ def train(
                 raise TwingapError(f"training diverged at step {step} (loss {loss.item()}); lower the lr")
             optim.zero_grad(set_to_none=True)
             loss.backward()
+            grad_norm = float("nan")
+            if cfg.clip_grad_norm > 0:
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm))
             optim.step()
             if cfg.ema_decay > 0 and step >= ema_begin:
                 with torch.no_grad():
@@ -359,6 +362,7 @@ def train(
                             ema[n].mul_(cfg.ema_decay).add_(cur[n].detach(), alpha=1 - cfg.ema_decay)
             dt = time.perf_counter() - t0
             row = {"step": step, "lr": lr, "loss": float(loss.detach()), "seconds": dt}
+            row["grad_norm"] = grad_norm
             row.update({k: float(losses[k].detach()) for k in LOSS_KEYS if k in losses})
             log_rows.append(row)
             advance(1, loss=f"{float(loss.detach()):.3f}", img_s=f"{cfg.batch_size / dt:.1f}")
@@ -403,7 +407,7 @@ def _save_checkpoint(
 
 
 def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
-    keys = ["step", "lr", "loss", *LOSS_KEYS, "seconds"]
+    keys = ["step", "lr", "loss", *LOSS_KEYS, "grad_norm", "seconds"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
