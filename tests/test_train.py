@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from twingap.cli import main
+from twingap.errors import TwingapError
 from twingap.train import engine
 from twingap.train.config import PRESETS, TrainConfig, load_config
 from twingap.train.engine import train
@@ -109,6 +110,38 @@ def test_same_seed_same_weights_other_seed_differs(toy, tmp_path):
     c = _state(train(toy, tmp_path / "c", cfg.replace(seed=1), progress=False).parent)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def _grad_norms(run: Path) -> list[float]:
+    with open(run / "train_log.csv") as f:
+        return [float(r["grad_norm"]) for r in csv.DictReader(f)]
+
+
+def test_gradient_clipping_bounds_the_update(toy, tmp_path):
+    # The ROI heads' weight decay is tiny and the first step's momentum buffer is the gradient
+    # itself, so step 0 moves the parameters by lr * the (clipped) gradient: with the global norm
+    # clipped to 0.01 the ROI heads move by at most lr * 0.01; unclipped they move much further.
+    cfg = TINY.replace(iterations=1, checkpoint_every=0, warmup_iters=0, ema_decay=0.0, weight_decay=0.0)
+    torch.manual_seed(0)
+    init = build_model(cfg, 4).state_dict()
+
+    def moved(run: Path) -> float:
+        state = _state(run)
+        keys = [k for k in state if k.startswith("roi_heads.") and k.endswith("weight")]
+        return sum(float((state[k] - init[k]).norm() ** 2) for k in keys) ** 0.5
+
+    clipped = train(toy, tmp_path / "clip", cfg.replace(clip_grad_norm=0.01), progress=False).parent
+    free = train(toy, tmp_path / "free", cfg.replace(clip_grad_norm=0.0), progress=False).parent
+    assert 0 < moved(clipped) <= cfg.lr * 0.01 * 1.05  # 5% for float32 rounding
+    assert moved(free) > 20 * moved(clipped)
+    norm = _grad_norms(clipped)
+    assert len(norm) == 1 and norm[0] > 0.2  # the logged norm is the one before clipping
+    assert str(_grad_norms(free)[0]) == "nan"  # not computed when clipping is off
+
+
+def test_negative_clip_is_refused():
+    with pytest.raises(TwingapError, match="clip_grad_norm"):
+        TrainConfig(clip_grad_norm=-1.0).validate()
 
 
 def test_lr_schedule():
