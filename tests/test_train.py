@@ -144,6 +144,18 @@ def test_negative_clip_is_refused():
         TrainConfig(clip_grad_norm=-1.0).validate()
 
 
+def test_collapsed_run_is_refused(tmp_path):
+    cfg = PRESETS["quick"]
+    learned = [{"loss": 3.0 - 2.4 * i / 199} for i in range(200)]  # ends at 0.2 of its start
+    collapsed = [{"loss": 3.0 if i < 20 else 2.5} for i in range(200)]  # stuck near its start
+    assert engine.loss_ratio(learned) == pytest.approx(0.715 / 2.885, abs=0.005)
+    engine.check_converged(cfg, learned, tmp_path)
+    with pytest.raises(TwingapError, match="did not converge"):
+        engine.check_converged(cfg, collapsed, tmp_path)
+    engine.check_converged(cfg.replace(max_loss_ratio=0.0), collapsed, tmp_path)  # disabled
+    engine.check_converged(cfg, collapsed[:50], tmp_path)  # too short to judge
+
+
 def test_lr_schedule():
     cfg = PRESETS["quick"]
     lrs = [engine.lr_at(cfg, s) for s in range(cfg.iterations)]

@@ -370,13 +370,14 @@ def train(
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
                 _save_checkpoint(ckpt_path, model, optim, ema, log_rows, done, cfg, d_hash)
     t_loop = time.perf_counter() - t_loop
+    _write_log(run_dir / "train_log.csv", log_rows)
+    check_converged(cfg, log_rows, run_dir)
 
     state = model.state_dict()
     if ema is not None:
         state = OrderedDict(state)
         for n in names:
             state[n] = ema[n].clone()
-    _write_log(run_dir / "train_log.csv", log_rows)
     with atomic_path(final) as tmp:
         torch.save({"model": state, "config": cfg.to_dict(), "label_map": ds.label_to_cat}, tmp)
     meta.update(
@@ -388,6 +389,39 @@ def train(
     )
     write_json_atomic(run_dir / "meta.json", meta)
     return final
+
+
+#: Runs shorter than this are not checked for convergence (too few steps to judge).
+MIN_STEPS_CHECKED = 100
+
+
+def loss_ratio(log_rows: list[dict[str, float]]) -> float:
+    """Mean loss of the last 10% of steps over the mean of the first 10% (lower = learned more)."""
+    losses = np.array([r["loss"] for r in log_rows], dtype=np.float64)
+    k = max(1, len(losses) // 10)
+    return float(losses[-k:].mean() / max(losses[:k].mean(), 1e-12))
+
+
+def check_converged(cfg: TrainConfig, log_rows: list[dict[str, float]], run_dir: Path) -> None:
+    """Refuse a run whose loss did not come down (a collapsed run), so it never counts as a result.
+
+    A run at a too-high learning rate can stay finite yet collapse: its classifier loss jumps
+    and the model ends up predicting nothing, which a study would otherwise report as an AP
+    loss of the condition it was trained on.
+
+    Raises:
+        TwingapError: If ``cfg.max_loss_ratio`` > 0, the run has at least
+            :data:`MIN_STEPS_CHECKED` steps and :func:`loss_ratio` exceeds ``cfg.max_loss_ratio``.
+    """
+    if cfg.max_loss_ratio <= 0 or len(log_rows) < MIN_STEPS_CHECKED:
+        return
+    ratio = loss_ratio(log_rows)
+    if ratio > cfg.max_loss_ratio:
+        raise TwingapError(
+            f"training did not converge: the last 10% of steps kept {ratio:.0%} of the first 10%'s "
+            f"loss (limit {cfg.max_loss_ratio:.0%}); see train_log.csv, lower the lr or raise clip_grad_norm",
+            run_dir,
+        )
 
 
 def _save_checkpoint(
