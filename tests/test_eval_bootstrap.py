@@ -33,6 +33,20 @@ def test_reaccumulated_ap_equals_coco_exactly(sample_gt, preds_ab, iou_type):
     assert pe_c.ap() == ref[iou_type]["AP"]
 
 
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_per_category_ap_equals_coco_per_category(sample_gt, preds_ab, iou_type):
+    from twingap.study.real import RealPerImage
+
+    preds = preds_ab[1]
+    per_cat = RealPerImage(PerImageEval.from_coco(sample_gt, preds, iou_type)).per_category()
+    cats = sorted({a["category_id"] for a in sample_gt["annotations"]})
+    assert sorted(per_cat) == sorted(c["id"] for c in sample_gt["categories"])
+    assert all(np.isnan(v) for c, v in per_cat.items() if c not in cats)  # no ground truth
+    for cid in cats[:4]:
+        ref = evaluate_coco(sample_gt, preds, iou_types=[iou_type], cat_ids=[cid], backend="pycocotools")
+        assert per_cat[cid] == pytest.approx(ref[iou_type]["AP"], abs=1e-12)
+
+
 def _duplicated(gt, preds, indices, img_ids):
     """A COCO set where image img_ids[i] appears as many times as i is in indices (new ids)."""
     images, anns, dets = [], [], []

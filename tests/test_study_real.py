@@ -68,6 +68,13 @@ def test_report_and_resume(tiny_run, capsys):
     assert (tiny_run / "report.html").is_file() and (tiny_run / "report.md").is_file()
     html = (tiny_run / "report.html").read_text()
     assert "FAKE" not in html
+    assert "Per category" in html and "Per category: held-out-0002" in (tiny_run / "report.md").read_text()
+    rows = (tiny_run / "results" / "per_category.csv").read_text().splitlines()
+    assert rows[0] == "test_set,iou_type,condition,seed,category_id,category,AP_points"
+    # one row per test set x IoU type x job of the first seed x scored category
+    stats = json.loads((tiny_run / "results" / "stats.json").read_text())
+    n_cats = sum(len(c) for c in stats["categories"].values())
+    assert len(rows) - 1 == n_cats * 2 * len(list(tiny_run.glob("jobs/*__s0/manifest.json")))
     manifests = {p: p.read_text() for p in tiny_run.glob("jobs/*/manifest.json")}
     assert main(["study", "--executor", "inline", "-o", str(tiny_run)]) == 0
     assert {p: p.read_text() for p in manifests} == manifests  # nothing redone

@@ -68,6 +68,16 @@ class RealPerImage:
 
         return {"AP": mean(P), "AP50": mean(P[t50]), "AP75": mean(P[t75])}
 
+    def per_category(self) -> dict[int, float]:
+        """COCO AP@[.5:.95] of each scored category (NaN for a category without ground truth)."""
+        P = self.pe.precision(np.ones((1, self.n_images), dtype=np.int64))[0]  # (T, R, K)
+        out = {}
+        for k, cid in enumerate(self.pe.cat_ids):
+            v = P[..., k]
+            v = v[v > -1]
+            out[int(cid)] = float(v.mean()) if v.size else float("nan")
+        return out
+
 
 class RealStages(Stages):
     """The real twingap stages (see the module docstring)."""

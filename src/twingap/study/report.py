@@ -77,6 +77,9 @@ class StudyResults:
     timings: dict[str, Any]
     versions: dict[str, str]
     failed: dict[str, str] = field(default_factory=dict)
+    #: test set -> IoU type -> condition -> category id -> AP points of the first seed's model
+    #: (real stages only; the fake stages have no categories).
+    per_category: dict[str, dict[str, dict[str, dict[int, float]]]] = field(default_factory=dict)
 
     def get(self, test_set: str, iou: str, cond: str) -> ConditionResult | None:
         """The result of one condition on one test set and IoU type."""
@@ -122,6 +125,7 @@ def collect(run_dir: str | Path) -> StudyResults:
     results: list[ConditionResult] = []
     spreads: list[SeedSpread] = []
     order = {c: i for i, c in enumerate(cfg.conditions)}
+    per_cat: dict[str, dict[str, dict[str, dict[int, float]]]] = {}
     for ts in cfg.test_sets:
         gt = run_dir / "testsets" / ts.name / "gt.json"
         for iou in IOU_TYPES:
@@ -130,6 +134,10 @@ def collect(run_dir: str | Path) -> StudyResults:
                 preds = run_dir / "jobs" / j["id"] / "preds" / f"{ts.name}.json"
                 pe = stages.per_image_eval(gt, preds, iou, categories[ts.name])
                 evals.setdefault(j["condition"], {})[j["seed"]] = pe
+                if j["seed"] == cfg.seeds[0] and hasattr(pe, "per_category"):
+                    per_cat.setdefault(ts.name, {}).setdefault(iou, {})[j["condition"]] = {
+                        c: 100 * ap for c, ap in pe.per_category().items()
+                    }
             # differences pair the study's seeds; extra clean-only seeds measure the seed spread
             main_evals = {c: {s: pe for s, pe in per.items() if s in cfg.seeds} for c, per in evals.items()}
             main_evals = {c: per for c, per in main_evals.items() if per}
@@ -200,6 +208,7 @@ def collect(run_dir: str | Path) -> StudyResults:
         timings,
         vers,
         failed,
+        per_cat,
     )
 
 
@@ -263,6 +272,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def write_csvs(res: StudyResults) -> dict[str, Path]:
     """Write ``results/*.csv`` and ``results/stats.json``; return their paths."""
+    from twingap.assets.ycb import YCBV_NAMES
+
     out_dir = res.run_dir / "results"
     rows = []
     for j in sorted(res.jobs, key=lambda j: j["id"]):
@@ -312,6 +323,24 @@ def write_csvs(res: StudyResults) -> dict[str, Path]:
     _write_csv(paths["summary"], summary)
     _write_csv(paths["fixes"], fixes)
     _write_csv(paths["timings"], timing_rows)
+    cat_rows = [
+        {
+            "test_set": ts,
+            "iou_type": iou,
+            "condition": cond,
+            "seed": res.cfg.seeds[0],
+            "category_id": cid,
+            "category": YCBV_NAMES.get(cid, "?"),
+            "AP_points": ap,
+        }
+        for ts, per_iou in res.per_category.items()
+        for iou, per_cond in per_iou.items()
+        for cond, per_c in per_cond.items()
+        for cid, ap in per_c.items()
+    ]
+    if cat_rows:
+        paths["per_category"] = out_dir / "per_category.csv"
+        _write_csv(paths["per_category"], cat_rows)
     stats = {
         "fake": res.fake,
         "results": [r.to_dict() for r in res.results],
@@ -584,6 +613,51 @@ def _headline(res: StudyResults) -> list[tuple[str, str, str]]:
     return cards
 
 
+def _per_category_html(res: StudyResults) -> str:
+    """Per-category table: the clean model's AP and each condition's difference, per test set."""
+    from twingap.assets.ycb import YCBV_NAMES
+
+    if not res.per_category:
+        return ""
+    e = html.escape
+    iou = PRIMARY_IOU
+    conds = [c for c in res.cfg.conditions if c != "clean"]
+    out = [
+        f"<h3>Per category ({iou} AP, seed {res.cfg.seeds[0]}): where the clean model fails, and what each flaw costs</h3>"
+        "<p class='muted small'>Clean AP per category, then each condition's difference to clean on that category "
+        "(red: lower, blue: higher; one seed, no interval: read patterns, not single cells). A category the clean "
+        "model cannot detect cannot show an artifact's cost.</p>"
+    ]
+    for ts, per_iou in res.per_category.items():
+        per_cond = per_iou.get(iou, {})
+        clean = per_cond.get("clean")
+        if not clean:
+            continue
+        out.append(
+            f"<h4>{e(ts)}</h4><table class='small'><tr><th>category</th><th>clean</th>"
+            + "".join(f"<th>{e(c)}</th>" for c in conds)
+            + "</tr>"
+        )
+        for cid, ap in clean.items():
+            cells = []
+            for c in conds:
+                v = per_cond.get(c, {}).get(cid)
+                if v is None or math.isnan(v) or math.isnan(ap):
+                    cells.append("<td>–</td>")
+                    continue
+                d = v - ap
+                a = min(abs(d) / 30.0, 1.0) * 0.6
+                bg = f"rgba(200,40,40,{a:.2f})" if d < 0 else f"rgba(40,90,200,{a:.2f})"
+                cells.append(f"<td style='background:{bg}'>{_fmt(d, sign=True)}</td>")
+            out.append(
+                f"<tr><td>{cid} {e(YCBV_NAMES.get(cid, '?'))}</td><td><b>{_fmt(ap)}</b></td>"
+                + "".join(cells)
+                + "</tr>"
+            )
+        out.append("</table>")
+    return "".join(out)
+
+
 def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -> Path:
     """Write ``report.html`` with every image embedded."""
     cfg = res.cfg
@@ -708,7 +782,9 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
         add(
             f"<tr><td>{t['iou_type']}</td><td>{e(t['a'])} vs {e(t['b'])}</td><td>{_fmt(t['tau'], 2)}</td><td>{_fmt(t['p_value'], 3)}</td><td>{t['n']}</td></tr>"
         )
-    add("</table></section>")
+    add("</table>")
+    add(_per_category_html(res))
+    add("</section>")
 
     add("<section><h2>What the conditions look like</h2>")
     if gallery is not None and gallery.is_file():
@@ -786,6 +862,33 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
     return path
 
 
+def _per_category_md(res: StudyResults) -> list[str]:
+    from twingap.assets.ycb import YCBV_NAMES
+
+    lines: list[str] = []
+    for ts, per_iou in res.per_category.items():
+        per_cond = per_iou.get(PRIMARY_IOU, {})
+        clean = per_cond.get("clean")
+        if not clean:
+            continue
+        conds = [c for c in res.cfg.conditions if c != "clean" and c in per_cond]
+        lines += [
+            "",
+            f"## Per category: {ts} ({PRIMARY_IOU} AP of clean, then each condition's difference; seed {res.cfg.seeds[0]})",
+            "",
+            "| category | clean | " + " | ".join(conds) + " |",
+            "|---|---|" + "---|" * len(conds),
+        ]
+        for cid, ap in clean.items():
+            cells = []
+            for c in conds:
+                v = per_cond[c].get(cid)
+                ok = v is not None and not math.isnan(v) and not math.isnan(ap)
+                cells.append(_fmt(v - ap, sign=True) if ok else "–")
+            lines.append(f"| {cid} {YCBV_NAMES.get(cid, '?')} | {_fmt(ap)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_markdown(res: StudyResults) -> Path:
     """Write ``report.md``: the same numbers as the HTML, as text."""
     cfg = res.cfg
@@ -849,6 +952,7 @@ def write_markdown(res: StudyResults) -> Path:
             f"| {s.test_set} | {s.iou_type} | {', '.join(_fmt(a) for a in s.ap_per_seed)} | {_fmt(s.std)} | "
             f"±{_fmt(s.image_ci_half)} |"
         )
+    lines += _per_category_md(res)
     lines += ["", "## Rank agreement (Kendall tau)", ""]
     for t in res.taus:
         lines.append(
