@@ -400,10 +400,14 @@ PRESETS = ("quick", "paper", "tiny")
 
 
 # ---------------------------------------------------------------------- loading + validation
+#: Tables whose keys are free-form (not fields): a config file's table replaces the preset's.
+_REPLACED_TABLES = ("overrides", "hours", "options")
+
+
 def _deep_merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("overrides", "hours"):
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in _REPLACED_TABLES:
             out[k] = _deep_merge(out[k], v)
         else:
             out[k] = v
@@ -414,7 +418,8 @@ def load_study_config(path: str | Path | None = None, preset_name: str | None = 
     """Load a study configuration from a preset and/or a TOML file, validated.
 
     The TOML's ``preset`` key (or ``preset_name``; default ``quick``) gives the starting point;
-    the file's keys override it (tables merge key by key; ``test_sets`` replaces the list).
+    the file's keys override it (tables merge key by key; ``test_sets`` and the free-form maps
+    ``[train] overrides``, ``[render] options`` and ``[cost] hours`` replace the preset's).
 
     Raises:
         TwingapError: If the file is missing or not TOML, a key is unknown, or a value is invalid
