@@ -143,3 +143,18 @@ def test_fix_verdicts():
     assert items["hurts"].verdict == "fix recovers AP"
     assert items["flat"].verdict == "no measurable difference"
     assert items["helps"].verdict == "scored above clean"
+
+
+def test_recoveries_within_seed_noise_rank_with_the_unmeasured():
+    deltas = {
+        "big": (-10.0, -12.0, -8.0, True),
+        "small": (-3.0, -4.0, -2.0, True),  # distinguishable over images, but below the seed noise
+        "flat": (-1.0, -3.0, 1.0, False),
+    }
+    hours = {"big": 9.0, "small": 0.5, "flat": 1.0}
+    items = rank_fixes(deltas, hours, seed_noise=4.8)
+    assert [it.condition for it in items] == ["big", "small", "flat"]
+    assert items[0].verdict == "fix recovers AP" and items[0].significant
+    assert items[1].verdict == "within seed noise" and not items[1].significant
+    # without a seed-noise estimate the cheap fix ranks first again
+    assert [it.condition for it in rank_fixes(deltas, hours)] == ["small", "big", "flat"]

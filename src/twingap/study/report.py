@@ -167,7 +167,7 @@ def collect(run_dir: str | Path) -> StudyResults:
                 }
                 taus.append({"iou_type": iou, "a": a, "b": b, **kendall_tau(da, db)})
     hours = artist_hours(cfg)
-    fixes = rank_fixes(_rank_deltas(cfg, results), hours)
+    fixes = rank_fixes(_rank_deltas(cfg, results), hours, seed_noise=_rank_seed_noise(cfg, spreads))
     # timings
     scenes_s = shared["scenes"].get("seconds", 0.0)
     test_s = sum(t.get("seconds", 0.0) for t in shared["testsets"].values())
@@ -257,6 +257,29 @@ def _rank_deltas(
         else:
             out[cond] = mean_over_test_sets(rows, cfg.stats.ci)
     return out
+
+
+def _seed_noise_note(res: StudyResults) -> str:
+    noise = _rank_seed_noise(res.cfg, res.spreads)
+    if noise <= 0:
+        return ""
+    return (
+        f", and so do recoveries no larger than the clean model's seed-to-seed difference ({noise:.1f} AP "
+        "points: two clean models that differ only in their seed), marked 'within seed noise'"
+    )
+
+
+def _rank_seed_noise(cfg: StudyConfig, spreads: list[SeedSpread]) -> float:
+    """The clean model's seed-to-seed AP range on the ranking metric (0 with a single seed)."""
+    ranges = [
+        s.range
+        for s in spreads
+        if s.iou_type == PRIMARY_IOU
+        and len(s.seeds) > 1
+        and (cfg.cost.rank_by == "mean" or s.test_set == cfg.cost.rank_by)
+        and not math.isnan(s.range)
+    ]
+    return float(np.mean(ranges)) if ranges else 0.0
 
 
 # ---------------------------------------------------------------------- CSVs
@@ -710,8 +733,9 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
     rank_note = "mean over test sets" if cfg.cost.rank_by == "mean" else f"test set {cfg.cost.rank_by}"
     add(
         f"<p class='muted'>Benefit per hour = {PRIMARY_IOU} AP recovered by fixing (clean AP − condition AP) ÷ artist hours "
-        f"({rank_note}). Conditions whose difference is indistinguishable from zero rank after the others. "
-        "Hours are estimates from the artist-hours table; replace them with your team's.</p>"
+        f"({rank_note}). Conditions whose difference is indistinguishable from zero rank after the others"
+        + _seed_noise_note(res)
+        + ". Hours are estimates from the artist-hours table; replace them with your team's.</p>"
     )
     add(
         "<table><tr><th>#</th><th>condition</th><th>hours</th><th>AP recovered</th><th>95% CI</th>"
@@ -912,6 +936,13 @@ def write_markdown(res: StudyResults) -> Path:
             f"[{_fmt(f.recovered_lo, sign=True)}, {_fmt(f.recovered_hi, sign=True)}] | {_fmt(f.per_hour, 2)} | "
             f"{f.verdict} |"
         )
+    noise = _rank_seed_noise(cfg, res.spreads)
+    if noise > 0:
+        lines += [
+            "",
+            f"Recoveries no larger than the clean model's seed-to-seed difference ({noise:.1f} AP points) "
+            "are marked 'within seed noise' and rank after the measured ones.",
+        ]
     for ts in cfg.test_sets:
         lines += [
             "",
