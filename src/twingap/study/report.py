@@ -577,6 +577,8 @@ pre { background:#f4f5f9; padding:10px 12px; border-radius:8px; overflow:auto; m
 def _fmt(x: float, nd: int = 1, sign: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
+    if round(x, nd) == 0:
+        x = 0.0  # no "-0.0"
     return f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
 
 
