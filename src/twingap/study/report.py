@@ -412,6 +412,33 @@ def _plt():
     return plt
 
 
+def _place_labels(fig: Any, ax: Any, points: list[tuple[float, float, str]], fontsize: float = 8.5) -> None:
+    """Label each (x, y, text) point to its right, nudged up or down until no two labels overlap.
+
+    Greedy, in display pixels: conditions that share their artist hours (same x) and cost about
+    the same AP would otherwise print on top of each other. A label moved away from its point
+    gets a thin leader line to it.
+    """
+    fig.canvas.draw()  # fixes the axes' data -> pixel transform
+    char_w, line_h = 0.62 * fontsize * fig.dpi / 72, 1.25 * fontsize * fig.dpi / 72
+    placed: list[tuple[float, float, float, float]] = []  # x0, y0, x1, y1 in pixels
+    for x, y, text in sorted(points, key=lambda p: (p[0], -p[1])):
+        px, py = ax.transData.transform((x, y))
+        w = char_w * len(text)
+        for k in range(40):
+            dy = (k + 1) // 2 * line_h * 0.5 * (1 if k % 2 == 0 else -1)  # 0, -0.5, +0.5, -1, +1 lines ...
+            box = (px + 6, py + 4 + dy, px + 6 + w, py + 4 + dy + line_h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        shift = box[1] - py - 4
+        offset = (6, 4 + shift * 72 / fig.dpi)
+        leader = {"arrowstyle": "-", "lw": 0.6, "color": "#888888"} if abs(shift) > line_h * 0.6 else None
+        ax.annotate(
+            text, (x, y), textcoords="offset points", xytext=offset, fontsize=fontsize, arrowprops=leader
+        )
+
+
 def figure1(res: StudyResults, path: Path) -> Path:
     """Figure 1: artist hours (x) against AP difference to clean (y), one panel per test set."""
     plt = _plt()
@@ -432,6 +459,7 @@ def figure1(res: StudyResults, path: Path) -> Path:
                 else "clean noise (95% CI over images)",
             )
         ax.axhline(0, color="#444444", lw=0.8)
+        points: list[tuple[float, float, str]] = []
         for cond in res.cfg.conditions:
             r = res.get(ts, PRIMARY_IOU, cond)
             if r is None or cond == "clean" or math.isnan(r.delta):
@@ -448,9 +476,10 @@ def figure1(res: StudyResults, path: Path) -> Path:
                 capsize=3,
                 lw=1.3,
             )
-            ax.annotate(cond, (h, r.delta), textcoords="offset points", xytext=(6, 4), fontsize=8.5)
+            points.append((h, r.delta, cond))
         max_h = max([h for c, h in res.hours.items() if c in res.cfg.conditions] + [1.0])
         ax.set_xlim(0, max_h * 1.18 + 0.3)
+        _place_labels(fig, ax, points)
         ax.set_title(f"{ts}  ({res.cfg.test_sets[names.index(ts)].kind})")
         ax.set_xlabel("artist hours to fix")
         if ax is axes[0][0]:
