@@ -303,3 +303,27 @@ def test_full_masks_and_bop_reader_round_trip(dataset, library, tmp_path):
         for a, m in zip(anns, f.masks, strict=True):
             assert np.array_equal(rle_to_mask(a["segmentation"]), m)
         np.testing.assert_allclose(f.poses[0], make_scenes()[i].obj_T_cam(0), atol=1e-6)
+
+
+def test_scenes_hash_follows_content_not_location(tmp_path):
+    import dataclasses
+    import shutil
+
+    from twingap.render.scene import BackgroundSpec, scenes_hash
+
+    def with_background(root: Path) -> list[SceneSpec]:
+        bg = root / "env" / "bg.png"
+        meta = {"env": str(root / "env"), "background_image": str(bg)}
+        return [
+            dataclasses.replace(s, background=BackgroundSpec(kind="image", path=str(bg)), meta=meta)
+            for s in make_scenes(2)
+        ]
+
+    a = tmp_path / "run_a"
+    (a / "env").mkdir(parents=True)
+    (a / "env" / "bg.png").write_bytes(b"background bytes")
+    shutil.copytree(a, tmp_path / "run_b")
+    h = scenes_hash(with_background(a))
+    assert scenes_hash(with_background(tmp_path / "run_b")) == h  # same content, other folder
+    (tmp_path / "run_b" / "env" / "bg.png").write_bytes(b"other background")
+    assert scenes_hash(with_background(tmp_path / "run_b")) != h  # other content

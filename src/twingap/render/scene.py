@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from twingap.errors import TwingapError
-from twingap.io import dumps_json, sha256_bytes, write_text_atomic
+from twingap.io import dumps_json, sha256_bytes, sha256_file, write_text_atomic
 
 SCHEMA_VERSION = 1
 
@@ -208,8 +208,30 @@ class SceneSpec:
 
 
 def scenes_hash(scenes: list[SceneSpec]) -> str:
-    """SHA-256 of the canonical JSON of a list of scenes (identifies a training set)."""
-    return sha256_bytes(dumps_json([s.to_dict() for s in scenes], indent=None).encode())
+    """SHA-256 of the canonical JSON of a list of scenes (identifies a training set).
+
+    The hash identifies content, not location: every absolute path in a scene (background
+    image or mesh, twin environment folder) enters as the SHA-256 of the file it names (a folder:
+    its name), so the same study built in two folders, or on two machines, hashes the same.
+    """
+    file_hashes: dict[str, str] = {}
+
+    def canon(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: canon(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [canon(x) for x in v]
+        if isinstance(v, str) and v and Path(v).is_absolute():
+            p = Path(v)
+            if p.is_file():
+                if v not in file_hashes:
+                    file_hashes[v] = "sha256:" + sha256_file(p)
+                return file_hashes[v]
+            if p.is_dir():
+                return "dir:" + p.name
+        return v
+
+    return sha256_bytes(dumps_json([canon(s.to_dict()) for s in scenes], indent=None).encode())
 
 
 def save_scenes(path: str | Path, scenes: list[SceneSpec]) -> None:
