@@ -221,8 +221,8 @@ def scenes_hash(scenes: list[SceneSpec]) -> str:
             return {k: canon(x) for k, x in v.items()}
         if isinstance(v, list):
             return [canon(x) for x in v]
-        if isinstance(v, str) and v and Path(v).is_absolute():
-            p = Path(v)
+        p = Path(v) if isinstance(v, str) and v else None
+        if p is not None and p.is_absolute():
             if p.is_file():
                 if v not in file_hashes:
                     file_hashes[v] = "sha256:" + sha256_file(p)

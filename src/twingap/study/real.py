@@ -45,6 +45,12 @@ def in_subprocess(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return pool.submit(fn, *args, **kwargs).result()
 
 
+def _valid_mean(x: np.ndarray) -> float:
+    """Mean of the precision entries that exist (COCO marks missing ones -1); NaN if none."""
+    v = x[x > -1]
+    return float(v.mean()) if v.size else float("nan")
+
+
 class RealPerImage:
     """Adapter of :class:`twingap.evaluate.bootstrap.PerImageEval` to the study's interface."""
 
@@ -56,27 +62,21 @@ class RealPerImage:
         """(B,) COCO AP@[.5:.95] for (B, I) image draw counts."""
         return self.pe.ap_from_weights(np.atleast_2d(weights))[0]
 
+    def _precision(self) -> np.ndarray:
+        """(T, R, K) interpolated precision with every image once."""
+        return self.pe.precision(np.ones((1, self.n_images), dtype=np.int64))[0]
+
     def metrics(self) -> dict[str, float]:
         """AP, AP50, AP75 on every image once (equal to pycocotools' summary)."""
-        P = self.pe.precision(np.ones((1, self.n_images), dtype=np.int64))[0]  # (T, R, K)
+        P = self._precision()
         thr = np.asarray(self.pe.iou_thrs)
         t50, t75 = int(np.argmin(np.abs(thr - 0.5))), int(np.argmin(np.abs(thr - 0.75)))
-
-        def mean(x: np.ndarray) -> float:
-            v = x[x > -1]
-            return float(v.mean()) if v.size else float("nan")
-
-        return {"AP": mean(P), "AP50": mean(P[t50]), "AP75": mean(P[t75])}
+        return {"AP": _valid_mean(P), "AP50": _valid_mean(P[t50]), "AP75": _valid_mean(P[t75])}
 
     def per_category(self) -> dict[int, float]:
         """COCO AP@[.5:.95] of each scored category (NaN for a category without ground truth)."""
-        P = self.pe.precision(np.ones((1, self.n_images), dtype=np.int64))[0]  # (T, R, K)
-        out = {}
-        for k, cid in enumerate(self.pe.cat_ids):
-            v = P[..., k]
-            v = v[v > -1]
-            out[int(cid)] = float(v.mean()) if v.size else float("nan")
-        return out
+        P = self._precision()
+        return {int(cid): _valid_mean(P[..., k]) for k, cid in enumerate(self.pe.cat_ids)}
 
 
 class RealStages(Stages):

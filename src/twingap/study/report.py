@@ -667,39 +667,52 @@ def _headline(res: StudyResults) -> list[tuple[str, str, str]]:
     return cards
 
 
+def _per_category_tables(res: StudyResults) -> list[tuple[str, list[str], list[tuple[int, float, list]]]]:
+    """Per test set: the conditions shown, and per category (id, clean AP, [difference or None])."""
+    tables = []
+    for ts, per_iou in res.per_category.items():
+        per_cond = per_iou.get(PRIMARY_IOU, {})
+        clean = per_cond.get("clean")
+        if not clean:
+            continue
+        conds = [c for c in res.cfg.conditions if c != "clean" and c in per_cond]
+        rows = []
+        for cid, ap in clean.items():
+            deltas = []
+            for c in conds:
+                v = per_cond[c].get(cid)
+                deltas.append(None if v is None or math.isnan(v) or math.isnan(ap) else v - ap)
+            rows.append((cid, ap, deltas))
+        tables.append((ts, conds, rows))
+    return tables
+
+
 def _per_category_html(res: StudyResults) -> str:
     """Per-category table: the clean model's AP and each condition's difference, per test set."""
     from twingap.assets.ycb import YCBV_NAMES
 
-    if not res.per_category:
+    tables = _per_category_tables(res)
+    if not tables:
         return ""
     e = html.escape
-    iou = PRIMARY_IOU
-    conds = [c for c in res.cfg.conditions if c != "clean"]
     out = [
-        f"<h3>Per category ({iou} AP, seed {res.cfg.seeds[0]}): where the clean model fails, and what each flaw costs</h3>"
+        f"<h3>Per category ({PRIMARY_IOU} AP, seed {res.cfg.seeds[0]}): where the clean model fails, and what each flaw costs</h3>"
         "<p class='muted small'>Clean AP per category, then each condition's difference to clean on that category "
         "(red: lower, blue: higher; one seed, no interval: read patterns, not single cells). A category the clean "
         "model cannot detect cannot show an artifact's cost.</p>"
     ]
-    for ts, per_iou in res.per_category.items():
-        per_cond = per_iou.get(iou, {})
-        clean = per_cond.get("clean")
-        if not clean:
-            continue
+    for ts, conds, rows in tables:
         out.append(
             f"<h4>{e(ts)}</h4><table class='small'><tr><th>category</th><th>clean</th>"
             + "".join(f"<th>{e(c)}</th>" for c in conds)
             + "</tr>"
         )
-        for cid, ap in clean.items():
+        for cid, ap, deltas in rows:
             cells = []
-            for c in conds:
-                v = per_cond.get(c, {}).get(cid)
-                if v is None or math.isnan(v) or math.isnan(ap):
+            for d in deltas:
+                if d is None:
                     cells.append("<td>–</td>")
                     continue
-                d = v - ap
                 a = min(abs(d) / 30.0, 1.0) * 0.6
                 bg = f"rgba(200,40,40,{a:.2f})" if d < 0 else f"rgba(40,90,200,{a:.2f})"
                 cells.append(f"<td style='background:{bg}'>{_fmt(d, sign=True)}</td>")
@@ -921,12 +934,7 @@ def _per_category_md(res: StudyResults) -> list[str]:
     from twingap.assets.ycb import YCBV_NAMES
 
     lines: list[str] = []
-    for ts, per_iou in res.per_category.items():
-        per_cond = per_iou.get(PRIMARY_IOU, {})
-        clean = per_cond.get("clean")
-        if not clean:
-            continue
-        conds = [c for c in res.cfg.conditions if c != "clean" and c in per_cond]
+    for ts, conds, rows in _per_category_tables(res):
         lines += [
             "",
             f"## Per category: {ts} ({PRIMARY_IOU} AP of clean, then each condition's difference; seed {res.cfg.seeds[0]})",
@@ -934,12 +942,8 @@ def _per_category_md(res: StudyResults) -> list[str]:
             "| category | clean | " + " | ".join(conds) + " |",
             "|---|---|" + "---|" * len(conds),
         ]
-        for cid, ap in clean.items():
-            cells = []
-            for c in conds:
-                v = per_cond[c].get(cid)
-                ok = v is not None and not math.isnan(v) and not math.isnan(ap)
-                cells.append(_fmt(v - ap, sign=True) if ok else "–")
+        for cid, ap, deltas in rows:
+            cells = ["–" if d is None else _fmt(d, sign=True) for d in deltas]
             lines.append(f"| {cid} {YCBV_NAMES.get(cid, '?')} | {_fmt(ap)} | " + " | ".join(cells) + " |")
     return lines
 

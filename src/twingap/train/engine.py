@@ -419,7 +419,7 @@ def check_converged(cfg: TrainConfig, log_rows: list[dict[str, float]], run_dir:
     if ratio > cfg.max_loss_ratio:
         raise TwingapError(
             f"training did not converge: the last 10% of steps kept {ratio:.0%} of the first 10%'s "
-            f"loss (limit {cfg.max_loss_ratio:.0%}); see train_log.csv, lower the lr or raise clip_grad_norm",
+            f"loss (limit {cfg.max_loss_ratio:.0%}); see train_log.csv; lower the lr or clip_grad_norm",
             run_dir,
         )
 
