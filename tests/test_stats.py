@@ -1,4 +1,4 @@
-"""Study statistics: paired bootstrap with known answers, seed spread, Kendall tau, cost ranking."""
+"""Study statistics: known answers for the interval code, Holm, pooling, Kendall tau, cost ranking."""
 
 from __future__ import annotations
 
@@ -6,10 +6,24 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as st
 
 from twingap.study.cost import rank_fixes
 from twingap.study.fake import FakePerImage
-from twingap.study.stats import condition_results, kendall_tau, paired_bootstrap, resample_weights
+from twingap.study.stats import (
+    INTERVAL_NONE,
+    INTERVAL_SEEDS,
+    INTERVAL_SEEDS_SCENES,
+    condition_results,
+    holm,
+    jackknife_variance,
+    jackknife_weights,
+    kendall_tau,
+    mean_over_test_sets,
+    pooled_variance,
+    seed_variance_check,
+    t_estimate,
+)
 
 
 def per_image(ap: np.ndarray) -> FakePerImage:
@@ -17,75 +31,146 @@ def per_image(ap: np.ndarray) -> FakePerImage:
     return FakePerImage({"AP": ap, "AP50": ap, "AP75": ap})
 
 
-def test_resample_weights_are_multisets():
-    W = resample_weights(7, 50, np.random.default_rng(0))
-    assert W.shape == (50, 7)
-    assert (W.sum(axis=1) == 7).all() and (W >= 0).all()
+def test_t_estimate_known_answer():
+    # 3 seeds with differences -4, -6, -5: mean -5, sd 1, se 1/sqrt(3), t(2) = 4.3027
+    d = [-4.0, -6.0, -5.0]
+    e = t_estimate(float(np.mean(d)), float(np.var(d, ddof=1)) / 3, 2, 0.0, 0, 0.95)
+    half = 4.302652729911275 / math.sqrt(3)
+    assert e.value == -5.0 and e.lo == pytest.approx(-5 - half) and e.hi == pytest.approx(-5 + half)
+    assert e.p_value == pytest.approx(st.ttest_1samp(d, 0).pvalue)
+    assert e.se_scene == 0 and e.df == 2
+
+
+def test_t_estimate_welch_satterthwaite():
+    e = t_estimate(1.0, 1.0, 4, 1.0, 9, 0.95)
+    df = 4.0 / (1 / 4 + 1 / 9)
+    assert e.df == pytest.approx(df) and e.se == pytest.approx(math.sqrt(2))
+    assert e.hi - e.value == pytest.approx(st.t.ppf(0.975, df) * math.sqrt(2))
+
+
+def test_t_estimate_without_seed_noise_has_no_interval():
+    e = t_estimate(-3.0, math.nan, 0, 0.5, 9, 0.95)
+    assert math.isnan(e.lo) and math.isnan(e.hi) and math.isnan(e.p_value)
+
+
+def test_holm_known_answer():
+    # p sorted: 0.01*3, 0.02*2, 0.04*1 -> 0.03, 0.04, 0.04 (monotone)
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    out = holm([0.5, math.nan, 0.001])
+    assert out[0] == pytest.approx(0.5) and math.isnan(out[1]) and out[2] == pytest.approx(0.002)
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # 0.8 * 2 caps at 1; monotone
+
+
+def test_jackknife_of_a_mean_is_the_classic_variance():
+    x = np.array([1.0, 4.0, 2.0, 8.0, 5.0])
+    theta = np.array([np.delete(x, i).mean() for i in range(5)])
+    assert jackknife_variance(theta) == pytest.approx(np.var(x, ddof=1) / 5)
+    W = jackknife_weights(np.array([0, 0, 1, 2, 2]))
+    assert W.tolist() == [[0, 0, 1, 1, 1], [1, 1, 0, 1, 1], [1, 1, 1, 0, 0]]
+
+
+def test_pooled_variance_and_bartlett():
+    var, df = pooled_variance({"a": [1.0, 3.0], "b": [0.0, 4.0, 2.0], "c": [7.0]})
+    assert df == 3 and var == pytest.approx((2.0 * 1 + 4.0 * 2) / 3)
+    rng = np.random.default_rng(0)
+    alike = seed_variance_check({c: rng.normal(0, 1, 6).tolist() for c in "abcd"})
+    unlike = seed_variance_check({"a": rng.normal(0, 1, 6).tolist(), "b": rng.normal(0, 20, 6).tolist()})
+    assert alike.bartlett_p > 0.05 and unlike.bartlett_p < 0.01 and unlike.largest == "b"
 
 
 def test_identical_condition_has_zero_delta_and_zero_width():
     rng = np.random.default_rng(1)
-    scores = rng.random(40)
-    evals = {"clean": {0: per_image(scores)}, "same": {0: per_image(scores)}}
-    out = paired_bootstrap(evals, n_boot=200)
-    assert out["same"]["delta"] == 0 and out["same"]["delta_lo"] == 0 and out["same"]["delta_hi"] == 0
-    assert out["clean"]["ap"] == pytest.approx(100 * scores.mean())
+    evals = {"clean": {}, "same": {}}
+    for s in range(3):
+        scores = rng.random(40)
+        evals["clean"][s] = evals["same"][s] = per_image(scores)
+    res, _ = condition_results("t", "bbox", evals)
+    same = next(r for r in res if r.condition == "same")
+    assert same.delta == 0 and same.delta_lo == 0 and same.delta_hi == 0 and not same.significant
 
 
-def test_constant_shift_is_recovered_exactly_thanks_to_pairing():
+def test_one_seed_gives_no_interval_and_no_verdict():
     rng = np.random.default_rng(2)
-    scores = rng.random(30) * 0.5 + 0.3
-    evals = {"clean": {0: per_image(scores)}, "worse": {0: per_image(scores - 0.05)}}
-    out = paired_bootstrap(evals, n_boot=300)
-    assert out["worse"]["delta"] == pytest.approx(-5.0)
-    # every replicate shares the images: the paired interval collapses to the shift
-    assert out["worse"]["delta_lo"] == pytest.approx(-5.0) and out["worse"]["delta_hi"] == pytest.approx(-5.0)
-    # while AP itself varies over the resampled images
-    assert out["worse"]["ap_hi"] - out["worse"]["ap_lo"] > 2
+    base = rng.random(30)
+    evals = {"clean": {0: per_image(base)}, "bad": {0: per_image(base - 0.2)}}
+    res, spread = condition_results("t", "bbox", evals)
+    bad = next(r for r in res if r.condition == "bad")
+    assert bad.delta == pytest.approx(-20.0)
+    assert math.isnan(bad.delta_lo) and not bad.significant and bad.interval == INTERVAL_NONE
+    assert spread is not None and math.isnan(spread.std) and math.isnan(spread.diff_sd)
 
 
-def test_interval_covers_noise_and_significance():
+def test_paired_seed_interval_known_answer_with_fixed_scenes():
+    # two scenes (< min_scenes): the interval is the t-interval over seeds of the paired differences
     rng = np.random.default_rng(3)
-    base = rng.random(60)
-    evals = {
-        "clean": {0: per_image(base)},
-        "noise": {0: per_image(np.clip(base + rng.normal(0, 0.05, 60), 0, 1))},
-        "bad": {0: per_image(np.clip(base - 0.2 + rng.normal(0, 0.05, 60), 0, 1))},
-    }
-    res, spread = condition_results("t", "bbox", evals, n_boot=400)
-    by = {r.condition: r for r in res}
-    assert by["noise"].delta_lo < 0 < by["noise"].delta_hi and not by["noise"].significant
-    assert by["bad"].delta_hi < 0 and by["bad"].significant
-    assert not by["clean"].significant
-    assert spread is not None and math.isnan(spread.std) and spread.image_ci_half > 0
-
-
-def test_seed_bootstrap_and_spread():
-    rng = np.random.default_rng(4)
-    base = rng.random(50)
-    clean = {s: per_image(np.clip(base + 0.1 * s, 0, 1)) for s in range(3)}
-    cond = {s: per_image(np.clip(base + 0.1 * s - 0.03, 0, 1)) for s in range(3)}
-    res, spread = condition_results("t", "bbox", {"clean": clean, "c": cond}, n_boot=300)
+    shifts = {0: 0.04, 1: 0.06, 2: 0.05}
+    evals = {"clean": {}, "c": {}}
+    for s, shift in shifts.items():
+        base = rng.random(20)
+        evals["clean"][s] = per_image(base)
+        evals["c"][s] = per_image(base - shift)
+    clusters = ["v0"] * 10 + ["v1"] * 10
+    res, spread = condition_results("t", "bbox", evals, clusters, pool_seed_variance=False)
     c = next(r for r in res if r.condition == "c")
-    assert c.seeds == [0, 1, 2]
-    assert len(c.delta_per_seed) == 3
-    assert c.delta == pytest.approx(np.mean(c.delta_per_seed))
-    assert spread.std > 5  # seeds differ by 10 AP points
-    # the AP interval includes seed variation, the paired delta interval stays narrow
-    assert (c.ap_hi - c.ap_lo) > 3 * (c.delta_hi - c.delta_lo)
+    assert c.delta_per_seed == pytest.approx([-4.0, -6.0, -5.0])
+    assert c.interval == INTERVAL_SEEDS and c.n_scenes == 2 and c.se_scene == 0
+    half = 4.302652729911275 / math.sqrt(3)
+    assert c.delta_lo == pytest.approx(-5 - half) and c.delta_hi == pytest.approx(-5 + half)
+    assert c.seed_sd == pytest.approx(1.0) and spread.std > 0
 
 
-def test_missing_seed_pairs_only_common_seeds():
-    base = np.linspace(0.2, 0.8, 20)
-    evals = {
-        "clean": {0: per_image(base), 1: per_image(base)},
-        "c": {1: per_image(base - 0.1)},
-        "orphan": {},
-    }
-    evals.pop("orphan")
-    out = paired_bootstrap(evals, n_boot=100)
-    assert out["c"]["paired_seeds"] == [1]
-    assert out["c"]["delta"] == pytest.approx(-10.0)
+def test_scene_term_enters_with_enough_scenes():
+    rng = np.random.default_rng(4)
+    n_scenes, frames = 8, 5
+    clusters = np.repeat(np.arange(n_scenes), frames)
+    evals = {"clean": {}, "c": {}}
+    scene_effect = rng.normal(0, 0.05, n_scenes)[clusters]  # the difference varies by scene
+    for s in range(3):
+        base = rng.random(n_scenes * frames)
+        evals["clean"][s] = per_image(base)
+        evals["c"][s] = per_image(base - 0.05 + scene_effect + rng.normal(0, 0.002))
+    res, _ = condition_results("t", "bbox", evals, clusters.tolist())
+    c = next(r for r in res if r.condition == "c")
+    assert c.interval == INTERVAL_SEEDS_SCENES and c.n_scenes == n_scenes
+    theta = np.array([-100 * (0.05 - np.delete(scene_effect, clusters == k).mean()) for k in range(n_scenes)])
+    assert c.se_scene == pytest.approx(math.sqrt(jackknife_variance(theta)), rel=1e-6)
+    assert c.se == pytest.approx(math.hypot(c.se_seed, c.se_scene))
+
+
+def test_holm_controls_the_verdicts():
+    rng = np.random.default_rng(5)
+    evals = {"clean": {}}
+    names = [f"c{i}" for i in range(12)]
+    for s in range(3):
+        base = rng.random(30)
+        evals["clean"][s] = per_image(base)
+        for i, n in enumerate(names):
+            shift = 0.1 if i == 0 else 0.0
+            evals.setdefault(n, {})[s] = per_image(base - shift + rng.normal(0, 0.01))
+    res, _ = condition_results("t", "bbox", evals)
+    by = {r.condition: r for r in res}
+    assert by["c0"].significant and by["c0"].p_holm <= 12 * by["c0"].p_value
+    assert all(r.p_holm >= r.p_value for r in res if r.condition != "clean")
+
+
+def test_mean_over_test_sets_pairs_seeds_across_test_sets():
+    rng = np.random.default_rng(6)
+    rows = []
+    for shift in (0.02, 0.06):
+        evals = {"clean": {}, "c": {}, "d": {}}
+        for s in range(3):
+            base = rng.random(30)
+            evals["clean"][s] = per_image(base)
+            evals["c"][s] = per_image(base - shift + rng.normal(0, 0.005))
+            evals["d"][s] = per_image(base + rng.normal(0, 0.005))
+        res, _ = condition_results("t", "bbox", evals)
+        rows.extend(res)
+    out = mean_over_test_sets(rows)
+    c = [r for r in rows if r.condition == "c"]
+    per_seed = np.mean([r.delta_per_seed for r in c], axis=0)
+    assert out["c"].estimate.value == pytest.approx(per_seed.mean())
+    assert out["c"].significant and out["c"].n_seeds == 3
+    assert out["d"].estimate.lo < 0 < out["d"].estimate.hi
 
 
 def test_kendall_tau():
@@ -113,48 +198,15 @@ def test_rank_fixes_per_hour_and_significance_first():
     assert items[0].rank == 1 and not items[3].significant
 
 
-def test_mean_over_test_sets_combines_replicates():
-    from twingap.study.stats import mean_over_test_sets
-
-    rng = np.random.default_rng(5)
-    rows = []
-    for shift in (0.02, 0.06):
-        base = rng.random(40)
-        evals = {
-            "clean": {0: per_image(base)},
-            "c": {0: per_image(np.clip(base - shift + rng.normal(0, 0.02, 40), 0, 1))},
-        }
-        res, _ = condition_results("t", "bbox", evals, n_boot=300)
-        rows.append(next(r for r in res if r.condition == "c"))
-    d, lo, hi, sig = mean_over_test_sets(rows)
-    assert d == pytest.approx(np.mean([r.delta for r in rows]))
-    assert lo < d < hi and sig
-    # averaging independent test sets narrows the interval below the mean of the two widths
-    assert hi - lo < np.mean([r.delta_hi - r.delta_lo for r in rows])
-
-
 def test_fix_verdicts():
     deltas = {
         "hurts": (-5.0, -7.0, -3.0, True),
         "flat": (-1.0, -3.0, 1.0, False),
         "helps": (2.0, 1.0, 3.0, True),
+        "single": (-9.0, math.nan, math.nan, False),
     }
-    items = {it.condition: it for it in rank_fixes(deltas, {"hurts": 1.0, "flat": 1.0, "helps": 1.0})}
+    items = {it.condition: it for it in rank_fixes(deltas, dict.fromkeys(deltas, 1.0))}
     assert items["hurts"].verdict == "fix recovers AP"
     assert items["flat"].verdict == "no measurable difference"
     assert items["helps"].verdict == "scored above clean"
-
-
-def test_recoveries_within_seed_noise_rank_with_the_unmeasured():
-    deltas = {
-        "big": (-10.0, -12.0, -8.0, True),
-        "small": (-3.0, -4.0, -2.0, True),  # distinguishable over images, but below the seed noise
-        "flat": (-1.0, -3.0, 1.0, False),
-    }
-    hours = {"big": 9.0, "small": 0.5, "flat": 1.0}
-    items = rank_fixes(deltas, hours, seed_noise=4.8)
-    assert [it.condition for it in items] == ["big", "small", "flat"]
-    assert items[0].verdict == "fix recovers AP" and items[0].significant
-    assert items[1].verdict == "within seed noise" and not items[1].significant
-    # without a seed-noise estimate the cheap fix ranks first again
-    assert [it.condition for it in rank_fixes(deltas, hours)] == ["small", "big", "flat"]
+    assert items["single"].verdict == "not measured (1 seed)" and not items["single"].significant

@@ -120,3 +120,48 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Run folder of a study."
     typer.echo(summary_text(run_dir))
     typer.echo(f"report: {path}")
     typer.echo(top_fixes_text(run_dir))
+
+
+@app.command("compare")
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Run folder of a study (its report written).")],
+    run_b: Annotated[Path, typer.Argument(help="Another run of the same study (other seeds or machine).")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the comparison as JSON to this file.")
+    ] = None,
+    ci: Annotated[float, typer.Option(help="Two-sided level of the agreement test.")] = 0.95,
+) -> None:
+    """Do two runs of one study agree? Per condition and test set, the share that agree, Kendall tau.
+
+    Two estimates agree when their difference is within t(df) x their combined training-noise
+    standard error (the scene part is shared: same frames). Exit code 0 whatever the verdict.
+    """
+    from twingap.io import write_json_atomic
+    from twingap.study.replication import agreement_to_dict, compare_runs
+    from twingap.study.report import json_safe
+
+    if not 0.5 <= ci < 1:
+        raise TwingapError(f"--ci must be in [0.5, 1), got {ci}")
+    res = compare_runs(run_a, run_b, ci)
+    typer.echo(f"A: {run_a} (seeds {res['seeds_a']})   B: {run_b} (seeds {res['seeds_b']})")
+    typer.echo(
+        f"{'condition':<12} {'test set':<16} {'iou':<5} {'A':>7} {'B':>7} {'A-B':>7} {'+-thr':>6}  agree"
+    )
+    for r in res["rows"]:
+        verdict = "n/a (1 seed)" if r.agree is None else ("yes" if r.agree else "NO")
+        typer.echo(
+            f"{r.condition:<12} {r.test_set:<16} {r.iou_type:<5} {r.delta_a:>+7.1f} {r.delta_b:>+7.1f} "
+            f"{r.diff:>+7.1f} {r.threshold:>6.1f}  {verdict}"
+        )
+    if res["n"]:
+        typer.echo(f"agree: {res['n_agree']} of {res['n']} ({100 * res['share']:.0f}%)")
+    else:
+        typer.echo("agree: nothing to check (each run needs at least 2 seeds to measure its training noise)")
+    for t in res["tau"]:
+        typer.echo(
+            f"Kendall tau {t['test_set']} {t['iou_type']}: {t['tau']:.2f} "
+            f"(p = {t['p_value']:.3f}, n = {t['n']})"
+        )
+    if json_out is not None:
+        write_json_atomic(json_out, json_safe(agreement_to_dict(res)))
+        typer.echo(f"json: {json_out}")

@@ -112,12 +112,11 @@ class FixItem:
         per_hour: Recovered AP points per artist hour.
         per_hour_lo: Lower end of the interval of ``per_hour``.
         per_hour_hi: Upper end.
-        significant: Whether fixing recovers AP distinguishably from zero (and, when the clean
-            model's seed-to-seed difference is known, by more than it).
-        verdict: ``"fix recovers AP"``, ``"within seed noise"`` (distinguishable from zero over
-            test images, but no larger than two clean models of different seeds differ),
-            ``"no measurable difference"`` or ``"scored above clean"`` (the artifact did not
-            hurt; its interval lies above zero).
+        significant: Whether fixing recovers AP distinguishably from zero (Holm-corrected over
+            the conditions, with training noise and, where measurable, scene sampling).
+        verdict: ``"fix recovers AP"``, ``"no measurable difference"``, ``"scored above clean"``
+            (the artifact did not hurt; the difference is distinguishably above zero) or
+            ``"not measured (1 seed)"`` (one training seed: its training noise is unknown).
     """
 
     rank: int
@@ -133,18 +132,15 @@ class FixItem:
     verdict: str = ""
 
 
-def rank_fixes(
-    deltas: dict[str, tuple[float, float, float, bool]], hours: dict[str, float], seed_noise: float = 0.0
-) -> list[FixItem]:
+def rank_fixes(deltas: dict[str, tuple[float, float, float, bool]], hours: dict[str, float]) -> list[FixItem]:
     """Rank conditions by AP recovered per artist hour.
 
     Args:
         deltas: ``{condition: (delta, lo, hi, significant)}``: AP difference to clean in AP points
-            (condition minus clean) with its interval; ``clean`` is ignored.
+            (condition minus clean) with its interval (seeds and scenes, see
+            :mod:`twingap.study.stats`; NaN bounds with one seed) and whether it is distinguishable
+            from zero after the multiple-comparison correction; ``clean`` is ignored.
         hours: Artist hours per condition.
-        seed_noise: How far apart clean models of different seeds score (AP points; 0 = unknown).
-            With one training seed the intervals cover test images only, so a recovery no larger
-            than this is reported as ``"within seed noise"`` and ranks with the unmeasurable ones.
 
     Returns:
         Items sorted fix-first: significant recoveries by benefit per hour (descending), then the
@@ -160,9 +156,8 @@ def rank_fixes(
             per, per_lo, per_hi = rec / h, rec_lo / h, rec_hi / h
         else:
             per = per_lo = per_hi = math.copysign(math.inf, rec) if rec != 0 else 0.0
-        if sig and rec > 0 and rec <= seed_noise:
-            verdict = "within seed noise"
-            sig = False
+        if math.isnan(lo):
+            verdict = "not measured (1 seed)"
         elif sig and rec > 0:
             verdict = "fix recovers AP"
         elif sig and rec < 0:

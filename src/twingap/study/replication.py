@@ -1,0 +1,193 @@
+"""Replication checks: do two runs of the same study (or two halves of one) give the same answers?
+
+Two runs of one study share their test frames and training scenes; what differs between them is
+the training noise (other seeds, or the same seeds on another machine, which compute other
+floats). So two estimates of the same difference agree when
+
+``|d_A - d_B| <= t(df) * sqrt(se_seed_A^2 + se_seed_B^2)``
+
+with the Welch-Satterthwaite degrees of freedom of the two seed variances (with pooled seed
+variances they are large and ``t`` is close to 1.96). The scene-sampling part of the standard
+error is shared by the two runs (same frames) and left out. Besides the share of agreeing
+estimates, the check reports Kendall's tau between the two rankings of the conditions: agreement
+says the intervals are honest, tau says they are precise enough to rank.
+
+All AP values in AP points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as _st
+
+from twingap.errors import TwingapError
+from twingap.io import read_json, sha256_file
+from twingap.study.stats import ConditionResult, kendall_tau
+
+
+@dataclass(frozen=True)
+class SideEstimate:
+    """One run's (or half's) estimate of a difference: value, seed standard error, its df, seeds."""
+
+    delta: float
+    se_seed: float
+    df_seed: float
+    n_seeds: int
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """The two estimates of one condition x test set x IoU type, and whether they agree."""
+
+    condition: str
+    test_set: str
+    iou_type: str
+    delta_a: float
+    delta_b: float
+    diff: float
+    se: float
+    df: float
+    threshold: float
+    agree: bool | None  # None: an estimate has no measured training noise (1 seed)
+
+
+def agree(a: SideEstimate, b: SideEstimate, ci: float = 0.95) -> tuple[float, float, float, bool | None]:
+    """``(se, df, threshold, agree)`` for two independent estimates (see the module docstring)."""
+    va, vb = a.se_seed**2, b.se_seed**2
+    if any(math.isnan(x) for x in (a.delta, b.delta, va, vb)) or a.df_seed < 1 or b.df_seed < 1:
+        return math.nan, math.nan, math.nan, None
+    var = va + vb
+    den = (va**2 / a.df_seed if va else 0.0) + (vb**2 / b.df_seed if vb else 0.0)
+    df = var**2 / den if den > 0 else min(a.df_seed, b.df_seed)
+    se = math.sqrt(var)
+    thr = float(_st.t.ppf(0.5 + ci / 2, df)) * se
+    return se, df, thr, bool(abs(a.delta - b.delta) <= thr)
+
+
+def compare_estimates(
+    a: dict[tuple[str, str, str], SideEstimate], b: dict[tuple[str, str, str], SideEstimate], ci: float = 0.95
+) -> dict[str, Any]:
+    """Agreement per (condition, test set, IoU type) key both sides have, share and Kendall tau.
+
+    Returns:
+        ``{"rows": [Agreement...], "n": checked, "n_agree", "share", "tau": [{test_set, iou_type,
+        tau, p_value, n}]}``; rows whose estimates lack training noise are listed, not counted.
+    """
+    rows = []
+    for key in [k for k in a if k in b]:
+        se, df, thr, ok = agree(a[key], b[key], ci)
+        rows.append(Agreement(*key, a[key].delta, b[key].delta, a[key].delta - b[key].delta, se, df, thr, ok))
+    checked = [r for r in rows if r.agree is not None]
+    n_ok = sum(bool(r.agree) for r in checked)
+    taus = []
+    for ts, iou in sorted({(k[1], k[2]) for k in a if k in b}):
+        da = {k[0]: v.delta for k, v in a.items() if k[1:] == (ts, iou)}
+        db = {k[0]: v.delta for k, v in b.items() if k[1:] == (ts, iou)}
+        taus.append({"test_set": ts, "iou_type": iou, **kendall_tau(da, db)})
+    return {
+        "rows": rows,
+        "n": len(checked),
+        "n_agree": n_ok,
+        "share": n_ok / len(checked) if checked else math.nan,
+        "tau": taus,
+    }
+
+
+def split_half(results: list[ConditionResult], ci: float = 0.95) -> dict[str, Any] | None:
+    """Split-half replication inside one study: seeds 0, 2, 4... against seeds 1, 3, 5...
+
+    Each half's estimate is the mean of its seeds' paired differences; its standard error uses the
+    seed sd the whole study measured (pooled as in the study's intervals) divided by the root of
+    the half's seed count. Needs at least 3 paired seeds.
+
+    Returns:
+        As :func:`compare_estimates`, plus ``"seeds_a"`` and ``"seeds_b"``; None with < 3 seeds.
+    """
+    a: dict[tuple[str, str, str], SideEstimate] = {}
+    b: dict[tuple[str, str, str], SideEstimate] = {}
+    halves: tuple[list[int], list[int]] = ([], [])
+    for r in results:
+        if r.condition == "clean" or len(r.paired_seeds) < 3 or math.isnan(r.se_seed):
+            continue
+        sd = r.se_seed * math.sqrt(len(r.paired_seeds))  # back to the per-seed sd
+        key = (r.condition, r.test_set, r.iou_type)
+        for half, side in ((0, a), (1, b)):
+            idx = list(range(half, len(r.paired_seeds), 2))
+            vals = [r.delta_per_seed[i] for i in idx]
+            side[key] = SideEstimate(float(np.mean(vals)), sd / math.sqrt(len(vals)), r.df_seed, len(vals))
+            halves[half][:] = [r.paired_seeds[i] for i in idx]
+    if not a:
+        return None
+    return {**compare_estimates(a, b, ci), "seeds_a": halves[0], "seeds_b": halves[1]}
+
+
+def _run_rows(run_dir: Path) -> tuple[dict[str, Any], dict[tuple[str, str, str], SideEstimate]]:
+    path = run_dir / "results" / "stats.json"
+    if not path.is_file():
+        raise TwingapError("no results/stats.json: run `twingap report` on this run first", run_dir)
+    stats = read_json(path)
+    if stats.get("fake"):
+        raise TwingapError("made with fake stages: its numbers are not results", run_dir)
+    rows = {}
+    for r in stats.get("results", []):
+        if r["condition"] == "clean":
+            continue
+        nan = math.nan
+        rows[(r["condition"], r["test_set"], r["iou_type"])] = SideEstimate(
+            nan if r.get("delta") is None else float(r["delta"]),
+            nan if r.get("se_seed") is None else float(r["se_seed"]),
+            nan if r.get("df_seed") is None else float(r["df_seed"]),
+            len(r.get("paired_seeds") or []),
+        )
+    return stats, rows
+
+
+def study_identity(run_dir: Path) -> dict[str, Any]:
+    """What must be equal for two runs to be runs of the same study: scenes and test-set contents."""
+    run_dir = Path(run_dir)
+    scenes = run_dir / "scenes" / "manifest.json"
+    if not scenes.is_file():
+        raise TwingapError("not a study run folder (no scenes/manifest.json)", run_dir)
+    tests = {}
+    for gt in sorted((run_dir / "testsets").glob("*/gt.json")):
+        tests[gt.parent.name] = sha256_file(gt)
+    return {"scenes_hash": read_json(scenes).get("scenes_hash"), "test_sets": tests}
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, ci: float = 0.95) -> dict[str, Any]:
+    """Replication check of two runs of the same study (``twingap compare``).
+
+    Raises:
+        TwingapError: A folder is not a finished study run, or the two are different studies
+            (other training scenes or other test frames).
+    """
+    run_a, run_b = Path(run_a), Path(run_b)
+    id_a, id_b = study_identity(run_a), study_identity(run_b)
+    if id_a["scenes_hash"] != id_b["scenes_hash"]:
+        raise TwingapError(f"{run_b} is another study: its training scenes differ (scenes_hash)", run_a)
+    for ts in sorted(set(id_a["test_sets"]) & set(id_b["test_sets"])):
+        if id_a["test_sets"][ts] != id_b["test_sets"][ts]:
+            raise TwingapError(f"{run_b} is another study: test set {ts!r} has other frames", run_a)
+    if not set(id_a["test_sets"]) & set(id_b["test_sets"]):
+        raise TwingapError(f"{run_b} is another study: no test set in common", run_a)
+    stats_a, a = _run_rows(run_a)
+    stats_b, b = _run_rows(run_b)
+    res = compare_estimates(a, b, ci)
+    res["seeds_a"] = sorted({n for n in _seeds(stats_a)})
+    res["seeds_b"] = sorted({n for n in _seeds(stats_b)})
+    res["run_a"], res["run_b"] = str(run_a), str(run_b)
+    return res
+
+
+def _seeds(stats: dict[str, Any]) -> set[int]:
+    return {int(s) for r in stats.get("results", []) for s in (r.get("paired_seeds") or [])}
+
+
+def agreement_to_dict(res: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready form of a :func:`compare_estimates` / :func:`compare_runs` result."""
+    return {**res, "rows": [asdict(r) for r in res["rows"]]}
