@@ -34,6 +34,10 @@ def study(
         str | None, typer.Option(help="Ray cluster address (default: start Ray locally).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel jobs for the local executor.")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="Training seeds of a new study, comma-separated (e.g. 3,4,5 to replicate)."),
+    ] = None,
     backend: Annotated[
         str | None,
         typer.Option(help="Render backend for the training sets: raster (default) or cycles (bpy extra)."),
@@ -56,6 +60,10 @@ def study(
     cfg = None if resume else load_study_config(config, preset)
     if cfg is not None and workers is not None:
         cfg.executor.workers = workers
+    if seeds is not None:
+        if cfg is None:
+            raise TwingapError("--seeds applies to a new study; a resumed study keeps its seeds", output)
+        cfg.seeds = _parse_seeds(seeds)
     if backend is not None:
         if cfg is None:
             raise TwingapError("--backend applies to a new study; a resumed study keeps its backend")
@@ -86,6 +94,16 @@ def study(
         )
     if out["failed"]:
         raise typer.Exit(1)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise TwingapError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not out or len(set(out)) != len(out) or min(out) < 0:
+        raise TwingapError(f"--seeds must be distinct non-negative integers, got {text!r}")
+    return out
 
 
 @study_app.command("status")

@@ -54,6 +54,7 @@ class FakeStages(Stages):
     name = "fake"
     is_fake = True
     n_test_images = 24
+    frames_per_scene = 4
 
     def prepare_scenes(self, cfg: StudyConfig, scenes_dir: Path) -> dict[str, Any]:
         """Write a list of placeholder scenes."""
@@ -68,7 +69,15 @@ class FakeStages(Stages):
         n = self.n_test_images
         images = [{"id": i + 1, "file_name": f"{ts.name}-{i:03d}.png"} for i in range(n)]
         write_json_atomic(out_dir / "gt.json", {"images": images, "fake": True, "test_set": ts.name})
-        write_json_atomic(out_dir / "frames.json", [{"frame_id": im["file_name"]} for im in images])
+        frames = [
+            {
+                "image_id": im["id"],
+                "frame_id": im["file_name"],
+                "scene_id": f"{ts.name}-{i // self.frames_per_scene}",
+            }
+            for i, im in enumerate(images)
+        ]
+        write_json_atomic(out_dir / "frames.json", frames)
         return {"n_images": n, "n_instances": 2 * n, "categories": [1, 2, 3]}
 
     def render(self, cfg: StudyConfig, scenes_dir: Path, condition: str, out_dir: Path) -> dict[str, Any]:
@@ -92,7 +101,14 @@ class FakeStages(Stages):
         if f"{condition}__s{seed}" in over.get("fake_fail", []):
             raise RuntimeError(f"fake failure of {condition}__s{seed} (requested by fake_fail)")
         effect = 0.0 if condition == "clean" else -0.12 * _unit("effect", condition)
-        quality = 0.75 + effect + 0.03 * (_unit("seed", seed) - 0.5)
+        # a seed effect shared by every condition (what pairing removes) and training noise of
+        # this condition x seed (what it cannot): the paired differences vary between seeds
+        quality = (
+            0.75
+            + effect
+            + 0.03 * (_unit("seed", seed) - 0.5)
+            + 0.01 * (_unit("train", condition, seed) - 0.5)
+        )
         write_json_atomic(
             model_dir / "model.json", {"quality": quality, "condition": condition, "seed": seed}
         )

@@ -245,7 +245,12 @@ class RealStages(Stages):
         write_json_atomic(
             out_dir / "frames.json",
             [
-                {"image_id": i, "frame_id": f.frame_id, "rgb_path": str(Path(f.rgb_path).resolve())}
+                {
+                    "image_id": i,
+                    "frame_id": f.frame_id,
+                    "scene_id": f.scene_id,
+                    "rgb_path": str(Path(f.rgb_path).resolve()),
+                }
                 for i, f in zip(ids, frames, strict=True)
             ],
         )
