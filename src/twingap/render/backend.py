@@ -17,7 +17,7 @@ Pixel ``(u, v)`` (column, row) is the OpenCV pixel whose centre projects at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -117,10 +117,6 @@ def get_renderer(name: str = "raster", **kwargs: object) -> Renderer:
         from twingap.render.cycles import CyclesRenderer
 
         return CyclesRenderer(**kwargs)  # type: ignore[arg-type]
-    if name == "cycles":
-        from twingap.render.cycles import CyclesRenderer
-
-        return CyclesRenderer(**kwargs)  # type: ignore[arg-type]
     raise TwingapError(f"unknown render backend {name!r} (have: {', '.join(BACKENDS)})")
 
 
@@ -137,3 +133,31 @@ def check_backend(name: str) -> None:
         from twingap.render.cycles import check_available
 
         check_available()
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Fail early on a backend option that backend ``name`` does not take (a study's ``[render] options``).
+
+    Raster takes its renderer's keywords (``msaa``, ...); Cycles its quality settings and process
+    options (:func:`twingap.render.cycles.check_options`). ``width`` and ``height`` come from the
+    scenes, not from options.
+
+    Raises:
+        TwingapError: One line naming the unknown option(s), or an invalid Cycles value.
+    """
+    if name not in BACKENDS:
+        raise TwingapError(f"unknown render backend {name!r} (have: {', '.join(BACKENDS)})")
+    if name == "cycles":
+        from twingap.render.cycles import check_options as check_cycles_options
+
+        check_cycles_options(options)
+        return
+    import inspect
+
+    from twingap.render.raster import RasterRenderer
+
+    params = inspect.signature(RasterRenderer.__init__).parameters
+    have = [k for k in params if k not in ("self", "width", "height")]
+    unknown = sorted(set(options) - set(have))
+    if unknown:
+        raise TwingapError(f"unknown {name} option(s) {unknown} (have: {', '.join(have)})")

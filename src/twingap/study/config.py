@@ -483,7 +483,8 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
     Raises:
         TwingapError: One line naming the problem: unknown condition, duplicate or negative
             seed, no test set, a test set whose folder is missing, a held-out set that overlaps
-            the twinned videos, negative or non-numeric artist hours, bad sizes.
+            the twinned videos, negative or non-numeric artist hours, bad sizes, unknown or invalid
+            ``[render] options``.
     """
     if isinstance(cfg.conditions, str):
         raise TwingapError('conditions must be a list of names or "all"', source)
@@ -500,13 +501,17 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
         raise TwingapError("seeds are listed twice", source)
     if any(not isinstance(s, int) or s < 0 for s in cfg.spread_seeds):
         raise TwingapError("spread_seeds must be non-negative integers (those in seeds are ignored)", source)
-    from twingap.render.backend import BACKENDS, check_backend
+    from twingap.render.backend import BACKENDS, check_backend, check_options
 
     if cfg.render.backend not in BACKENDS:
         raise TwingapError(
             f"[render] backend {cfg.render.backend!r} is unknown (have: {', '.join(BACKENDS)})", source
         )
     check_backend(cfg.render.backend)  # e.g. cycles without bpy: one line with the install hint
+    try:
+        check_options(cfg.render.backend, cfg.render.options)
+    except TwingapError as exc:
+        raise TwingapError(f"[render] options: {exc.message}", source) from None
     if not cfg.test_sets:
         raise TwingapError("the study needs at least one test set ([[test_sets]])", source)
     names = [ts.name for ts in cfg.test_sets]

@@ -198,10 +198,8 @@ class RealStages(Stages):
                 s.meta["kind"] = "sampled"
             scenes += sampled
         if cfg.scenes.composed:
-            try:
-                from twingap.render.compose import compose_scenes
-            except ImportError as exc:
-                raise TwingapError("composed scenes need twingap.render.compose (not installed)") from exc
+            from twingap.render.compose import compose_scenes
+
             composed = list(
                 compose_scenes(
                     twins,
