@@ -69,6 +69,10 @@ def study(
             raise TwingapError("--backend applies to a new study; a resumed study keeps its backend")
         from twingap.study.config import validate
 
+        if backend != cfg.render.backend and cfg.render.options:
+            # options belong to one backend (e.g. the quick preset's raster msaa=1)
+            typer.echo(f"--backend {backend}: {cfg.render.backend} options {cfg.render.options} not used")
+            cfg.render.options = {}
         cfg.render.backend = backend
         validate(cfg)
     ex_cfg = cfg.executor if cfg is not None else None
