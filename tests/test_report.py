@@ -134,3 +134,106 @@ def test_jobs_trained_with_other_settings_are_left_out(tmp_path):
     assert {r["condition"] for r in stats["results"]} == {"clean", "noise-1"}
     assert "other settings" in stats["failed"]["noise-2__s0"]
     assert "not comparable" in (run_dir / "report.html").read_text()
+
+
+# ---------------------------------------------------------------------- Figure 1's labels
+def _label_layout(points):
+    from matplotlib.text import Text
+
+    from twingap.study.report.figures import _plt, place_labels
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    for x, y, _ in points:
+        ax.plot(x, y, "o")
+    ax.set_xlim(0, 8)
+    ax.set_ylim(-14, 1)
+    place_labels(fig, ax, points)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = {a.get_text(): a for a in ax.texts}
+    # the text's own box (an Annotation's extent includes its leader line)
+    boxes = {t: Text.get_window_extent(a, renderer) for t, a in labels.items()}
+    plt.close(fig)
+    return labels, boxes
+
+
+def test_figure1_labels_are_nudged_apart_with_a_leader_line():
+    # four conditions with the same artist hours and about the same AP cost, one far from them
+    crowd = [(2.0, -5.0, "noise-1"), (2.0, -5.1, "holes-2"), (2.0, -4.95, "texture-2")]
+    points = [*crowd, (2.0, -5.05, "noise-2"), (6.0, -12.0, "texture-3")]
+    labels, boxes = _label_layout(points)
+    assert set(labels) == {t for _, _, t in points}
+    names = sorted(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not boxes[a].overlaps(boxes[b]), f"labels {a} and {b} overlap"
+    line_pt = 1.25 * 8.5  # one text line at the labels' font size, in points
+    shifts = {t: a.xyann[1] - 4 for t, a in labels.items()}  # vertical offset from the unmoved place
+    # a label left at its point has no leader line; one moved a line or more has one
+    assert shifts["texture-3"] == 0 and labels["texture-3"].arrow_patch is None
+    moved_far = [t for t, s in shifts.items() if abs(s) >= line_pt]
+    assert len(moved_far) >= 2  # four labels cannot share one line
+    for t in moved_far:
+        assert labels[t].arrow_patch is not None, f"{t} moved {shifts[t]:.1f} pt without a leader line"
+    for t, s in shifts.items():
+        if s == 0:
+            assert labels[t].arrow_patch is None, f"{t} was not moved but has a leader line"
+
+
+def test_figure1_labels_far_apart_stay_where_they_are():
+    labels, _ = _label_layout([(1.0, -2.0, "noise-1"), (4.0, -8.0, "holes-2"), (7.0, -12.0, "texture-3")])
+    assert all(a.xyann == (6, 4) and a.arrow_patch is None for a in labels.values())
+
+
+# ---------------------------------------------------------------------- summary_text
+def _stats_row(ts, iou, cond, delta, lo, hi, significant, ap=60.0):
+    return {
+        "test_set": ts,
+        "iou_type": iou,
+        "condition": cond,
+        "ap": {"AP": ap, "AP50": ap + 10, "AP75": ap - 5},
+        "ap_lo": ap - 4,
+        "ap_hi": ap + 4,
+        "delta": delta,
+        "delta_lo": lo,
+        "delta_hi": hi,
+        "significant": significant,
+    }
+
+
+def _write_stats(run_dir: Path, fake: bool) -> Path:
+    results = [
+        _stats_row("twinned", "bbox", "clean", 0.0, 0.0, 0.0, False, ap=70.0),
+        _stats_row("twinned", "bbox", "noise-3", -9.0, -10.0, -8.0, True),
+        _stats_row("twinned", "bbox", "holes-2", -5.0, -6.5, -3.5, True),
+        _stats_row("twinned", "bbox", "texture-1", -1.0, -2.0, 0.1, False),
+        _stats_row("twinned", "bbox", "ambient-1", 0.5, -0.5, 1.5, False),
+        _stats_row("twinned", "bbox", "baked-light", None, None, None, False),  # no paired seed: left out
+        _stats_row("twinned", "segm", "noise-1", -30.0, -31.0, -29.0, True),  # segm: not in the headline
+        _stats_row("held-out", "bbox", "clean", 0.0, 0.0, 0.0, False, ap=50.0),
+    ]
+    stats = {"fake": fake, "results": results, "timings": {"wall": 330.0, "sessions": 2, "total": 600.0}}
+    (run_dir / "results").mkdir(parents=True)
+    (run_dir / "results" / "stats.json").write_text(json.dumps(stats))
+    return run_dir
+
+
+def test_summary_text_headline(tmp_path):
+    from twingap.study.report import summary_text
+
+    text = summary_text(_write_stats(tmp_path / "run", fake=False))
+    assert text.splitlines() == [
+        "twinned: clean bbox AP 70.0 [66.0, 74.0]",
+        "  worst:  noise-3 -9.0 [-10.0, -8.0]*; holes-2 -5.0 [-6.5, -3.5]*; texture-1 -1.0 [-2.0, +0.1]",
+        "  mildest: ambient-1 +0.5 [-0.5, +1.5]; texture-1 -1.0 [-2.0, +0.1]; holes-2 -5.0 [-6.5, -3.5]*",
+        "held-out: clean bbox AP 50.0 [46.0, 54.0]",
+        "wall time 5.5 min over 2 session(s); sum of stages 10.0 min  (* = distinguishable from zero)",
+    ]
+
+
+def test_summary_text_flags_fake_numbers(tmp_path):
+    from twingap.study.report import summary_text
+
+    text = summary_text(_write_stats(tmp_path / "run", fake=True))
+    assert text.splitlines()[0] == "FAKE stages: synthetic numbers (pipeline test), not results"

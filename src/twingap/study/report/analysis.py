@@ -1,0 +1,284 @@
+"""The report's analysis: read a run folder and compute everything the report shows, as plain data.
+
+This is the one place that turns the study's files (job manifests, predictions, the test sets'
+ground truth) and its statistics (:mod:`twingap.study.stats`) and cost model
+(:mod:`twingap.study.cost`) into report data (:class:`StudyResults`). The tables, figures and
+writers only read a :class:`StudyResults`; nothing here formats text or draws.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twingap.io import dumps_json, read_json
+from twingap.study.config import StudyConfig
+from twingap.study.cost import FixItem, artist_hours, rank_fixes
+from twingap.study.runner import IOU_TYPES, STAGES, job_states, load_run_config, scored_categories
+from twingap.study.stages import Stages, load_stages
+from twingap.study.stats import (
+    ConditionResult,
+    SeedSpread,
+    condition_results,
+    kendall_tau,
+    mean_over_test_sets,
+    with_extra_seeds,
+)
+
+#: The IoU type the headline, Figure 1 and the fix ranking use.
+PRIMARY_IOU = "bbox"
+
+#: test set -> IoU type -> condition -> category id -> AP points.
+PerCategory = dict[str, dict[str, dict[str, dict[int, float]]]]
+
+
+@dataclass
+class StudyResults:
+    """Everything the report shows, computed from a run folder.
+
+    AP values are in points (AP x 100); differences are condition minus clean.
+    """
+
+    run_dir: Path
+    cfg: StudyConfig
+    fake: bool
+    jobs: list[dict[str, Any]]
+    states: dict[str, str]
+    shared: dict[str, Any]
+    results: list[ConditionResult]
+    spreads: list[SeedSpread]
+    taus: list[dict[str, Any]]
+    hours: dict[str, float]
+    fixes: list[FixItem]
+    categories: dict[str, list[int]]
+    timings: dict[str, Any]
+    versions: dict[str, str]
+    failed: dict[str, str] = field(default_factory=dict)
+    #: test set -> IoU type -> condition -> category id -> AP points of the first seed's model
+    #: (real stages only; the fake stages have no categories).
+    per_category: PerCategory = field(default_factory=dict)
+    #: job id -> its ``metrics.json`` (test set -> IoU type -> AP, AP50, AP75 as fractions).
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def get(self, test_set: str, iou: str, cond: str) -> ConditionResult | None:
+        """The result of one condition on one test set and IoU type."""
+        for r in self.results:
+            if r.test_set == test_set and r.iou_type == iou and r.condition == cond:
+                return r
+        return None
+
+    @property
+    def seed_noise(self) -> float:
+        """The clean model's seed-to-seed AP range on the ranking metric (0 with a single seed)."""
+        return rank_seed_noise(self.cfg, self.spreads)
+
+
+def collect(run_dir: str | Path) -> StudyResults:
+    """Read a run folder and compute every statistic of the report.
+
+    Raises:
+        TwingapError: If the folder holds no study, or no finished clean job to compare against.
+    """
+    from twingap.errors import TwingapError
+
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    states = {s.id: s for s in job_states(run_dir)}
+    jobs = [
+        read_json(run_dir / "jobs" / jid / "manifest.json") for jid, s in states.items() if s.state == "done"
+    ]
+    if not any(j["condition"] == "clean" for j in jobs):
+        raise TwingapError("no finished clean job yet: nothing to compare against", run_dir)
+    inconsistent = _not_comparable(run_dir, cfg, jobs)
+    jobs = [j for j in jobs if j["id"] not in inconsistent]
+    shared = {
+        "scenes": read_json(run_dir / "scenes" / "manifest.json"),
+        "testsets": {
+            ts.name: read_json(run_dir / "testsets" / ts.name / "manifest.json") for ts in cfg.test_sets
+        },
+    }
+    categories = {ts.name: scored_categories(shared, ts.name) for ts in cfg.test_sets}
+    results, spreads, per_cat = _evaluate(run_dir, cfg, load_stages(cfg.stages), jobs, categories)
+    hours = artist_hours(cfg)
+    fixes = rank_fixes(rank_deltas(cfg, results), hours, seed_noise=rank_seed_noise(cfg, spreads))
+    failed = {jid: s.detail for jid, s in states.items() if s.state == "failed"}
+    failed.update(inconsistent)
+    return StudyResults(
+        run_dir=run_dir,
+        cfg=cfg,
+        fake=bool(jobs and jobs[0].get("fake")),
+        jobs=jobs,
+        states={k: v.state for k, v in states.items()},
+        shared=shared,
+        results=results,
+        spreads=spreads,
+        taus=_rank_agreement(cfg, results),
+        hours=hours,
+        fixes=fixes,
+        categories=categories,
+        timings=_timings(run_dir, shared, jobs),
+        versions=jobs[0].get("versions", {}) if jobs else {},
+        failed=failed,
+        per_category=per_cat,
+        metrics={j["id"]: read_json(run_dir / "jobs" / j["id"] / "metrics.json") for j in jobs},
+    )
+
+
+def _not_comparable(run_dir: Path, cfg: StudyConfig, jobs: list[dict[str, Any]]) -> dict[str, str]:
+    """Jobs trained with other settings than their seed's clean job: job id -> why.
+
+    Such a job (e.g. the training code changed between jobs) is left out of every statistic and listed.
+    """
+    prints = {j["id"]: train_fingerprint(run_dir, j) for j in jobs}
+    inconsistent = {}
+    for j in jobs:
+        ref = prints.get(f"clean__s{j['seed']}", prints.get(f"clean__s{cfg.seeds[0]}"))
+        if prints[j["id"]] != ref:
+            inconsistent[j["id"]] = f"trained with other settings ({prints[j['id']]} vs clean {ref})"
+    return inconsistent
+
+
+def _evaluate(
+    run_dir: Path,
+    cfg: StudyConfig,
+    stages: Stages,
+    jobs: list[dict[str, Any]],
+    categories: dict[str, list[int]],
+) -> tuple[list[ConditionResult], list[SeedSpread], PerCategory]:
+    """Score every job on every test set and IoU type; the paired statistics of each condition."""
+    results: list[ConditionResult] = []
+    spreads: list[SeedSpread] = []
+    order = {c: i for i, c in enumerate(cfg.conditions)}
+    ordered = sorted(jobs, key=lambda j: (order.get(j["condition"], 99), j["seed"]))
+    per_cat: PerCategory = {}
+    for ts in cfg.test_sets:
+        gt = run_dir / "testsets" / ts.name / "gt.json"
+        for iou in IOU_TYPES:
+            evals: dict[str, dict[int, Any]] = {}
+            for j in ordered:
+                preds = run_dir / "jobs" / j["id"] / "preds" / f"{ts.name}.json"
+                pe = stages.per_image_eval(gt, preds, iou, categories[ts.name])
+                evals.setdefault(j["condition"], {})[j["seed"]] = pe
+                if j["seed"] == cfg.seeds[0] and hasattr(pe, "per_category"):
+                    per_cat.setdefault(ts.name, {}).setdefault(iou, {})[j["condition"]] = {
+                        c: 100 * ap for c, ap in pe.per_category().items()
+                    }
+            # differences pair the study's seeds; extra clean-only seeds measure the seed spread
+            main_evals = {c: {s: pe for s, pe in per.items() if s in cfg.seeds} for c, per in evals.items()}
+            main_evals = {c: per for c, per in main_evals.items() if per}
+            res, spread = condition_results(
+                ts.name, iou, main_evals, cfg.stats.n_boot, cfg.stats.ci, cfg.stats.seed
+            )
+            results.extend(res)
+            if spread:
+                extra = {s: pe for s, pe in evals.get("clean", {}).items() if s not in cfg.seeds}
+                if extra:
+                    spread = with_extra_seeds(spread, extra)
+                spreads.append(spread)
+    return results, spreads, per_cat
+
+
+def _rank_agreement(cfg: StudyConfig, results: list[ConditionResult]) -> list[dict[str, Any]]:
+    """Kendall tau of the conditions' AP differences between every pair of test sets, per IoU type."""
+    taus = []
+    names = [ts.name for ts in cfg.test_sets]
+
+    def deltas(test_set: str, iou: str) -> dict[str, float]:
+        return {
+            r.condition: r.delta
+            for r in results
+            if r.test_set == test_set and r.iou_type == iou and r.condition != "clean"
+        }
+
+    for iou in IOU_TYPES:
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                taus.append({"iou_type": iou, "a": a, "b": b, **kendall_tau(deltas(a, iou), deltas(b, iou))})
+    return taus
+
+
+def _timings(run_dir: Path, shared: dict[str, Any], jobs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seconds per stage (summed over jobs; a condition's rendering counted once) and wall time."""
+    scenes_s = shared["scenes"].get("seconds", 0.0)
+    test_s = sum(t.get("seconds", 0.0) for t in shared["testsets"].values())
+    per_stage = {k: 0.0 for k in STAGES}
+    render_once: dict[str, float] = {}
+    for j in jobs:
+        for k in STAGES:
+            if k != "render":
+                per_stage[k] += j["timings"].get(k, 0.0)
+        render_once[j["condition"]] = max(render_once.get(j["condition"], 0.0), j.get("render_seconds", 0.0))
+    per_stage["render"] = sum(render_once.values())
+    return {
+        "scenes": scenes_s,
+        "scene_parts": shared["scenes"].get("timings", {}),
+        "testsets": test_s,
+        "stages": per_stage,
+        "per_job": {j["id"]: j["timings"] for j in jobs},
+        "total": scenes_s + test_s + sum(per_stage.values()),
+        **_wall_time(run_dir),
+    }
+
+
+def train_fingerprint(run_dir: Path, job: dict[str, Any]) -> str | None:
+    """Short hash of the training settings a job used (manifest, or its model's config.json)."""
+    if job.get("train_config_hash"):
+        return str(job["train_config_hash"])
+    cfg_path = run_dir / "jobs" / job["id"] / "model" / "config.json"
+    if cfg_path.is_file():
+        from twingap.io import sha256_bytes
+
+        return sha256_bytes(dumps_json(read_json(cfg_path), indent=None).encode())[:12]
+    return None
+
+
+def _wall_time(run_dir: Path) -> dict[str, Any]:
+    """Wall-clock seconds of the study over all its sessions (``twingap study`` invocations)."""
+    sessions_path = run_dir / "results" / "sessions.json"
+    last_path = run_dir / "results" / "last_session.json"
+    sessions = read_json(sessions_path) if sessions_path.is_file() else []
+    wall = sum(s.get("seconds", 0.0) for s in sessions)
+    n = len(sessions)
+    if last_path.is_file():
+        last = read_json(last_path)
+        if "seconds" not in last:  # the session writing this report: count its jobs so far
+            wall += last.get("jobs_seconds", 0.0)
+            n += 1
+    return {"wall": wall, "sessions": n}
+
+
+def rank_deltas(
+    cfg: StudyConfig, results: list[ConditionResult]
+) -> dict[str, tuple[float, float, float, bool]]:
+    """Per condition (delta, lo, hi, significant) on the ranking test set (or the mean over test sets)."""
+    out = {}
+    for cond in cfg.conditions:
+        rows = [r for r in results if r.condition == cond and r.iou_type == PRIMARY_IOU]
+        if cfg.cost.rank_by != "mean":
+            rows = [r for r in rows if r.test_set == cfg.cost.rank_by]
+        rows = [r for r in rows if not math.isnan(r.delta)]
+        if not rows:
+            continue
+        if len(rows) == 1:
+            r = rows[0]
+            out[cond] = (r.delta, r.delta_lo, r.delta_hi, r.significant)
+        else:
+            out[cond] = mean_over_test_sets(rows, cfg.stats.ci)
+    return out
+
+
+def rank_seed_noise(cfg: StudyConfig, spreads: list[SeedSpread]) -> float:
+    """The clean model's seed-to-seed AP range on the ranking metric (0 with a single seed)."""
+    ranges = [
+        s.range
+        for s in spreads
+        if s.iou_type == PRIMARY_IOU
+        and len(s.seeds) > 1
+        and (cfg.cost.rank_by == "mean" or s.test_set == cfg.cost.rank_by)
+        and not math.isnan(s.range)
+    ]
+    return float(np.mean(ranges)) if ranges else 0.0

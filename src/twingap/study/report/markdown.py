@@ -1,0 +1,155 @@
+"""``report.md``: the same numbers as the HTML report, as markdown text (tables from :mod:`.tables`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twingap.io import write_text_atomic
+from twingap.study.report.analysis import PRIMARY_IOU, StudyResults
+from twingap.study.report.style import category_names, fmt
+from twingap.study.report.tables import (
+    Diff,
+    Table,
+    fixes_table,
+    noise_table,
+    per_category_grids,
+    results_grids,
+    tau_table,
+    timings_table,
+)
+
+
+def _fixes(res: StudyResults, t: Table) -> list[str]:
+    lines = [
+        "## Fix these first",
+        "",
+        "| # | condition | hours | AP recovered [95% CI] | AP per hour | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in t.rows:
+        lines.append(
+            f"| {f['rank']} | {f['condition']} | {f['hours']:g} | {fmt(f['recovered'], sign=True)} "
+            f"[{fmt(f['recovered_lo'], sign=True)}, {fmt(f['recovered_hi'], sign=True)}] | "
+            f"{fmt(f['per_hour'], 2)} | {f['verdict']} |"
+        )
+    noise = res.seed_noise
+    if noise > 0:
+        lines += [
+            "",
+            f"Recoveries no larger than the clean model's seed-to-seed difference ({noise:.1f} AP points) "
+            "are marked 'within seed noise' and rank after the measured ones.",
+        ]
+    return lines
+
+
+def _delta(d: Diff | str) -> str:
+    """A difference with its interval, ``*`` when distinguishable from 0 (``reference`` for clean)."""
+    if isinstance(d, str):
+        return d
+    star = " *" if d.significant else ""
+    return f"{fmt(d.value, sign=True)} [{fmt(d.lo, sign=True)}, {fmt(d.hi, sign=True)}]{star}"
+
+
+def _results_grid(t: Table) -> list[str]:
+    lines = [
+        "",
+        f"## {t.title} ({t.meta['kind']})",
+        "",
+        f"Scored categories: {category_names(t.meta['categories'])}",
+        "",
+        "| condition | hours | bbox AP | AP50 | AP75 | Δ bbox AP [95% CI] | segm AP | Δ segm AP [95% CI] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in t.rows:
+        head = f"| {r['condition']} | {r['hours']:g} |"
+        if r["bbox:AP"] is None or r["segm:AP"] is None:
+            lines.append(head + " – | – | – | – | – | – |")
+            continue
+        lines.append(
+            f"{head} {fmt(r['bbox:AP'])} | {fmt(r['bbox:AP50'])} | {fmt(r['bbox:AP75'])} | "
+            f"{_delta(r['bbox:delta'])} | {fmt(r['segm:AP'])} | {_delta(r['segm:delta'])} |"
+        )
+    return lines
+
+
+def _noise(t: Table) -> list[str]:
+    lines = [
+        "",
+        "## Clean model noise",
+        "",
+        "| test set | IoU | AP per seed | sd over seeds | ± half CI over images |",
+        "|---|---|---|---|---|",
+    ]
+    for s in t.rows:
+        lines.append(
+            f"| {s['test_set']} | {s['iou_type']} | {', '.join(fmt(a) for a in s['ap_per_seed'])} | "
+            f"{fmt(s['std'])} | ±{fmt(s['image_ci_half'])} |"
+        )
+    return lines
+
+
+def _per_category(res: StudyResults, tables: list[Table]) -> list[str]:
+    lines: list[str] = []
+    for t in tables:
+        conds = t.meta["conditions"]
+        lines += [
+            "",
+            f"## Per category: {t.title} ({PRIMARY_IOU} AP of clean, then each condition's difference; "
+            f"seed {res.cfg.seeds[0]})",
+            "",
+            "| category | clean | " + " | ".join(conds) + " |",
+            "|---|---|" + "---|" * len(conds),
+        ]
+        for row in t.rows:
+            cells = ["–" if row[c] is None else fmt(row[c], sign=True) for c in conds]
+            lines.append(
+                f"| {row['category_id']} {row['category']} | {fmt(row['clean'])} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    return lines
+
+
+def _taus(t: Table) -> list[str]:
+    lines = ["", "## Rank agreement (Kendall tau)", ""]
+    for r in t.rows:
+        lines.append(
+            f"- {r['iou_type']}: {r['a']} vs {r['b']}: tau = {fmt(r['tau'], 2)} "
+            f"(p = {fmt(r['p_value'], 3)}, n = {r['n']})"
+        )
+    return lines
+
+
+def _timings(t: Table) -> list[str]:
+    lines = ["", "## Timings (seconds)", "", "| stage | seconds |", "|---|---|"]
+    for r in t.rows:
+        label = "total (sum of stages)" if r["scope"] == "total" else r["stage"]
+        lines.append(f"| {label} | {r['seconds']:.1f} |")
+    lines += [f"| wall clock | {t.meta['wall']:.1f} |", ""]
+    return lines
+
+
+def write_markdown(res: StudyResults) -> Path:
+    """Write ``report.md``: the same numbers as the HTML, as text."""
+    cfg = res.cfg
+    lines = [f"# twingap study: {cfg.name}", ""]
+    if res.fake:
+        lines += ["> **FAKE stages: every number below is synthetic (pipeline test). Not results.**", ""]
+    lines += [
+        f"{len(cfg.conditions)} conditions x {len(cfg.seeds)} seed(s) {cfg.seeds}; AP in points (x100); "
+        "differences are condition - clean, paired by seed, 95% bootstrap CI.",
+        "",
+    ]
+    lines += _fixes(res, fixes_table(res))
+    for t in results_grids(res):
+        lines += _results_grid(t)
+    lines += ["", "\\* distinguishable from zero."]
+    lines += _noise(noise_table(res))
+    lines += _per_category(res, per_category_grids(res))
+    lines += _taus(tau_table(res))
+    lines += _timings(timings_table(res))
+    if res.failed:
+        lines += ["## Failed jobs", ""] + [f"- {k}: {v}" for k, v in res.failed.items()] + [""]
+    path = res.run_dir / "report.md"
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path

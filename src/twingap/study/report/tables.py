@@ -1,0 +1,275 @@
+"""Every table of the report, built once as plain data from a :class:`StudyResults`.
+
+A :class:`Table` holds rows of plain values (str, int, float, bool, None, :class:`Diff`, lists of
+floats) under named columns. The writers (:mod:`.html_page`, :mod:`.markdown`, :mod:`.csv_files`)
+choose which columns to show and how to format them; they compute nothing.
+
+AP values are in points (AP x 100); differences are condition minus clean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from twingap.study.cost import FixItem
+from twingap.study.report.analysis import PRIMARY_IOU, StudyResults
+from twingap.study.report.style import fmt
+from twingap.study.runner import IOU_TYPES, STAGES
+from twingap.study.stats import ConditionResult
+
+
+@dataclass(frozen=True)
+class Diff:
+    """A difference to clean (AP points) with its interval, and whether it is distinguishable from 0."""
+
+    value: float
+    lo: float
+    hi: float
+    significant: bool
+
+    @classmethod
+    def of(cls, r: ConditionResult) -> Diff:
+        """The difference to clean of one condition result."""
+        return cls(r.delta, r.delta_lo, r.delta_hi, r.significant)
+
+
+@dataclass
+class Table:
+    """A table as plain data.
+
+    Attributes:
+        columns: Column keys in order (the header of its CSV file).
+        rows: One dict per row, column key -> value. A row may carry extra keys a writer uses
+            (e.g. ``scope`` of a timing row); the CSV writer writes only ``columns``.
+        title: What the table shows (e.g. its test set).
+        meta: Facts about the whole table a writer prints around it (e.g. a test set's size).
+    """
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    title: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _from_rows(rows: list[dict[str, Any]], title: str = "") -> Table:
+    """A table whose columns are the keys of its first row."""
+    return Table(list(rows[0]) if rows else [], rows, title)
+
+
+# ---------------------------------------------------------------------- the CSV tables
+def jobs_table(res: StudyResults) -> Table:
+    """One row per job, test set and IoU type: AP, AP50, AP75 of that job's model (``jobs.csv``)."""
+    rows = []
+    for j in sorted(res.jobs, key=lambda j: j["id"]):
+        for ts, m in res.metrics[j["id"]].items():
+            for iou in IOU_TYPES:
+                rows.append(
+                    {
+                        "condition": j["condition"],
+                        "seed": j["seed"],
+                        "test_set": ts,
+                        "iou_type": iou,
+                        **{k: 100 * m[iou][k] for k in ("AP", "AP50", "AP75")},
+                    }
+                )
+    return _from_rows(rows, "jobs")
+
+
+def summary_table(res: StudyResults) -> Table:
+    """Per condition, test set and IoU type: AP, its interval, the difference to clean (``summary.csv``)."""
+    rows = [
+        {
+            "condition": r.condition,
+            "test_set": r.test_set,
+            "iou_type": r.iou_type,
+            "seeds": len(r.seeds),
+            **r.ap,
+            "AP_lo": r.ap_lo,
+            "AP_hi": r.ap_hi,
+            "delta_AP": r.delta,
+            "delta_lo": r.delta_lo,
+            "delta_hi": r.delta_hi,
+            "significant": r.significant,
+            "hours": res.hours.get(r.condition, math.nan),
+        }
+        for r in res.results
+    ]
+    return _from_rows(rows, "summary")
+
+
+def fixes_table(res: StudyResults) -> Table:
+    """The ranked fix list, one row per condition, every :class:`FixItem` field (``fixes.csv``)."""
+    return Table([f.name for f in fields(FixItem)], [asdict(f) for f in res.fixes], "fixes")
+
+
+def timings_table(res: StudyResults) -> Table:
+    """Seconds per stage (``timings.csv``).
+
+    Each row's ``scope`` says what it counts: ``once`` (shared inputs), ``stage`` (summed over
+    jobs) or ``total``. ``meta`` holds the wall-clock seconds and the number of sessions.
+    """
+    t = res.timings
+    rows = [
+        {"stage": "scenes (once)", "seconds": t["scenes"], "scope": "once"},
+        {"stage": "test sets (once)", "seconds": t["testsets"], "scope": "once"},
+    ]
+    rows += [{"stage": k, "seconds": v, "scope": "stage"} for k, v in t["stages"].items()]
+    rows.append({"stage": "total", "seconds": t["total"], "scope": "total"})
+    meta = {"wall": t.get("wall", 0.0), "sessions": t.get("sessions", 0)}
+    return Table(["stage", "seconds"], rows, "timings", meta)
+
+
+def per_category_table(res: StudyResults) -> Table:
+    """Per test set, IoU type, condition and category: AP points of the first seed (``per_category.csv``)."""
+    from twingap.assets.ycb import YCBV_NAMES
+
+    rows = [
+        {
+            "test_set": ts,
+            "iou_type": iou,
+            "condition": cond,
+            "seed": res.cfg.seeds[0],
+            "category_id": cid,
+            "category": YCBV_NAMES.get(cid, "?"),
+            "AP_points": ap,
+        }
+        for ts, per_iou in res.per_category.items()
+        for iou, per_cond in per_iou.items()
+        for cond, per_c in per_cond.items()
+        for cid, ap in per_c.items()
+    ]
+    return _from_rows(rows, "per_category")
+
+
+# ---------------------------------------------------------------------- the report's tables
+def results_grids(res: StudyResults) -> list[Table]:
+    """Per test set: one row per condition with its hours and, per IoU type, AP, AP50, AP75 and Δ.
+
+    Columns ``condition``, ``hours``, then ``{iou}:AP``, ``{iou}:AP50``, ``{iou}:AP75`` (floats)
+    and ``{iou}:delta`` (a :class:`Diff`, ``"reference"`` for clean); all four are None where the
+    condition has no result. ``meta``: ``kind``, ``n_images``, ``n_instances``, ``categories``.
+    """
+    keys = [f"{iou}:{k}" for iou in IOU_TYPES for k in ("AP", "AP50", "AP75", "delta")]
+    tables = []
+    for ts in res.cfg.test_sets:
+        rows = []
+        for cond in res.cfg.conditions:
+            row: dict[str, Any] = {"condition": cond, "hours": res.hours.get(cond, 0)}
+            for iou in IOU_TYPES:
+                r = res.get(ts.name, iou, cond)
+                row.update({f"{iou}:{k}": None if r is None else r.ap[k] for k in ("AP", "AP50", "AP75")})
+                row[f"{iou}:delta"] = None if r is None else "reference" if cond == "clean" else Diff.of(r)
+            rows.append(row)
+        tsm = res.shared["testsets"][ts.name]
+        meta = {
+            "kind": ts.kind,
+            "n_images": tsm.get("n_images"),
+            "n_instances": tsm.get("n_instances"),
+            "categories": res.categories[ts.name],
+        }
+        tables.append(Table(["condition", "hours", *keys], rows, ts.name, meta))
+    return tables
+
+
+def noise_table(res: StudyResults) -> Table:
+    """The clean model against itself, per test set and IoU type: AP per seed, sd, range, image CI."""
+    rows = [
+        {
+            "test_set": s.test_set,
+            "iou_type": s.iou_type,
+            "seeds": len(s.seeds),
+            "ap_per_seed": s.ap_per_seed,
+            "std": s.std,
+            "range": s.range,
+            "image_ci_half": s.image_ci_half,
+        }
+        for s in res.spreads
+    ]
+    cols = ["test_set", "iou_type", "seeds", "ap_per_seed", "std", "range", "image_ci_half"]
+    return Table(cols, rows, "noise")
+
+
+def tau_table(res: StudyResults) -> Table:
+    """Kendall tau of the conditions' differences for each pair of test sets and IoU type."""
+    return Table(["iou_type", "a", "b", "tau", "p_value", "n"], res.taus, "kendall_tau")
+
+
+def per_category_grids(res: StudyResults) -> list[Table]:
+    """Per test set: the clean model's AP per category and each condition's difference (first seed).
+
+    Columns ``category_id``, ``category``, ``clean`` (AP points), then one per condition shown
+    (``meta["conditions"]``): its AP minus clean on that category, None where either is missing.
+    Only the primary IoU type; test sets without a clean result are left out.
+    """
+    from twingap.assets.ycb import YCBV_NAMES
+
+    tables = []
+    for ts, per_iou in res.per_category.items():
+        per_cond = per_iou.get(PRIMARY_IOU, {})
+        clean = per_cond.get("clean")
+        if not clean:
+            continue
+        conds = [c for c in res.cfg.conditions if c != "clean" and c in per_cond]
+        rows = []
+        for cid, ap in clean.items():
+            row: dict[str, Any] = {"category_id": cid, "category": YCBV_NAMES.get(cid, "?"), "clean": ap}
+            for c in conds:
+                v = per_cond[c].get(cid)
+                row[c] = None if v is None or math.isnan(v) or math.isnan(ap) else v - ap
+            rows.append(row)
+        tables.append(Table(["category_id", "category", "clean", *conds], rows, ts, {"conditions": conds}))
+    return tables
+
+
+def per_job_timings(res: StudyResults) -> Table:
+    """Seconds of each stage per job."""
+    rows = [
+        {"job": jid, **{s: t.get(s, 0) for s in STAGES}} for jid, t in sorted(res.timings["per_job"].items())
+    ]
+    return Table(["job", *STAGES], rows, "per_job")
+
+
+def headline_cards(res: StudyResults) -> list[tuple[str, str, str]]:
+    """The report's headline as (label, value, detail) strings: clean AP, top fix, rank agreement, jobs."""
+    cards = []
+    for ts in res.cfg.test_sets:
+        c = res.get(ts.name, PRIMARY_IOU, "clean")
+        if c:
+            cards.append(
+                (
+                    f"clean {PRIMARY_IOU} AP · {ts.name}",
+                    fmt(c.ap["AP"]),
+                    f"95% CI [{fmt(c.ap_lo)}, {fmt(c.ap_hi)}] · AP50 {fmt(c.ap['AP50'])}",
+                )
+            )
+    if res.fixes:
+        top = res.fixes[0]
+        cards.append(
+            (
+                "fix first",
+                top.condition,
+                f"{fmt(top.recovered, sign=True)} AP for {top.hours:g} h · {fmt(top.per_hour, 2)} AP/h",
+            )
+        )
+    for t in res.taus:
+        if t["iou_type"] == PRIMARY_IOU:
+            cards.append(
+                (
+                    "rank agreement (Kendall τ)",
+                    fmt(t["tau"], 2),
+                    f"{t['a']} vs {t['b']} · {t['n']} conditions · p={fmt(t['p_value'], 3)}",
+                )
+            )
+            break
+    done = sum(s == "done" for s in res.states.values())
+    wall_min = res.timings.get("wall", 0.0) / 60
+    cards.append(
+        (
+            "jobs",
+            f"{done}/{len(res.states)}",
+            f"{len(res.cfg.conditions)} conditions × {len(res.cfg.seeds)} seed(s) · {wall_min:.1f} min wall",
+        )
+    )
+    return cards

@@ -1,0 +1,61 @@
+"""The report's plain-text summaries for the terminal, read back from ``results/stats.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twingap.io import read_json
+from twingap.study.report.analysis import PRIMARY_IOU
+
+
+def top_fixes_text(run_dir: str | Path, n: int = 5) -> str:
+    """The top of the ranked fix list as plain text (for the end of ``twingap study``)."""
+    rows = read_json(Path(run_dir) / "results" / "stats.json")["fixes"][:n]
+    out = []
+    for f in rows:
+        out.append(
+            f"{f['rank']:>2}. {f['condition']:<12} {f['recovered']:+6.1f} AP for {f['hours']:g} h "
+            f"= {f['per_hour'] if f['per_hour'] is not None else float('nan'):.2f} AP/h"
+            f"{'' if f['significant'] else '  (' + f.get('verdict', 'not distinguishable from 0') + ')'}"
+        )
+    return "\n".join(out)
+
+
+def summary_text(run_dir: str | Path) -> str:
+    """Headline numbers as plain text: clean AP, the three worst and three mildest conditions, time.
+
+    Per test set, bbox AP points; differences are condition minus clean with their 95% interval.
+    """
+    stats = read_json(Path(run_dir) / "results" / "stats.json")
+    lines = []
+    if stats.get("fake"):
+        lines.append("FAKE stages: synthetic numbers (pipeline test), not results")
+    by_ts: dict[str, list[dict]] = {}
+    for r in stats["results"]:
+        if r["iou_type"] == PRIMARY_IOU:
+            by_ts.setdefault(r["test_set"], []).append(r)
+    for ts, rows in by_ts.items():
+        clean = next((r for r in rows if r["condition"] == "clean"), None)
+        if clean:
+            lines.append(
+                f"{ts}: clean {PRIMARY_IOU} AP {clean['ap']['AP']:.1f} "
+                f"[{clean['ap_lo']:.1f}, {clean['ap_hi']:.1f}]"
+            )
+        others = sorted(
+            (r for r in rows if r["condition"] != "clean" and r["delta"] is not None),
+            key=lambda r: r["delta"],
+        )
+
+        def fmt(r: dict) -> str:
+            star = "*" if r["significant"] else ""
+            return f"{r['condition']} {r['delta']:+.1f} [{r['delta_lo']:+.1f}, {r['delta_hi']:+.1f}]{star}"
+
+        if others:
+            lines.append("  worst:  " + "; ".join(fmt(r) for r in others[:3]))
+            lines.append("  mildest: " + "; ".join(fmt(r) for r in others[-3:][::-1]))
+    t = stats["timings"]
+    lines.append(
+        f"wall time {t.get('wall', 0.0) / 60:.1f} min over {t.get('sessions', 0)} session(s); "
+        f"sum of stages {t['total'] / 60:.1f} min  (* = distinguishable from zero)"
+    )
+    return "\n".join(lines)
