@@ -53,3 +53,66 @@ def test_split_half_agrees_on_noise_and_needs_three_seeds():
     assert half["n"] == 4 and half["share"] >= 0.75
     res2, _ = condition_results("ts", "bbox", _evals(rng, [0, 1], effects, 0.005))
     assert split_half(res2) is None
+
+
+# ---------------------------------------------------------------------- twingap compare on fake runs
+CONDS = '["clean", "noise-1", "noise-3", "holes-2", "texture-3", "ambient-1"]'
+EFFECTS = "{ noise-1 = -0.01, noise-3 = -0.08, holes-2 = -0.03, texture-3 = -0.05, ambient-1 = 0.0 }"
+
+
+def _fake_run(tmp_path, name: str, seeds: str, effects: str = EFFECTS, extra: str = "") -> str:
+    from twingap.study.config import load_study_config
+    from twingap.study.executors import InlineExecutor
+    from twingap.study.runner import run_study
+
+    cfg_path = tmp_path / f"{name}.toml"
+    cfg_path.write_text(
+        f'preset = "tiny"\nstages = "fake"\nconditions = {CONDS}\nseeds = {seeds}\n{extra}\n'
+        f"[train]\noverrides = {{ fake_effects = {effects} }}\n"
+    )
+    run_study(tmp_path / name, load_study_config(cfg_path), InlineExecutor(), progress=False)
+    return str(tmp_path / name)
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str]:
+    from twingap.cli import main
+
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_compare_agreeing_runs(tmp_path, capsys):
+    a = _fake_run(tmp_path, "a", "[0, 1, 2]")
+    b = _fake_run(tmp_path, "b", "[3, 4, 5]")
+    code, out = _cli(["compare", a, b, "--json", str(tmp_path / "cmp.json")], capsys)
+    assert code == 0, out
+    assert "FAKE" in out and "seeds [0, 1, 2]" in out and "seeds [3, 4, 5]" in out
+    import json
+
+    res = json.loads((tmp_path / "cmp.json").read_text())
+    assert res["n"] == 5 * 2 * 2  # conditions x test sets x IoU types
+    assert res["share"] >= 0.9, res
+    assert all(t["tau"] > 0.7 for t in res["tau"])
+
+
+def test_compare_disagreeing_runs(tmp_path, capsys):
+    a = _fake_run(tmp_path, "a", "[0, 1, 2]")
+    flipped = "{ noise-1 = -0.08, noise-3 = -0.01, holes-2 = 0.02, texture-3 = 0.0, ambient-1 = -0.05 }"
+    b = _fake_run(tmp_path, "b", "[3, 4, 5]", effects=flipped)
+    code, out = _cli(["compare", a, b], capsys)
+    assert code == 0, out
+    assert "NO" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("agree:"))
+    n_agree, n = (int(x) for x in line.split()[1::2][:2])
+    assert n_agree / n < 0.5, line
+
+
+def test_compare_refuses_different_studies(tmp_path, capsys):
+    a = _fake_run(tmp_path, "a", "[0, 1]")
+    b = _fake_run(tmp_path, "b", "[2, 3]", extra="[scenes]\ntwin_views = 5")
+    code, out = _cli(["compare", a, b], capsys)
+    assert code == 2 and "another study" in out and "Traceback" not in out
+    assert len(out.strip().splitlines()) == 1
+    code, out = _cli(["compare", a, str(tmp_path / "nope")], capsys)
+    assert code == 2 and "not a study run folder" in out

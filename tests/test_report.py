@@ -20,7 +20,7 @@ from twingap.study.runner import run_study
 def fake_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("report")
     cfg_path = tmp / "fake.toml"
-    cfg_path.write_text('preset = "quick"\nstages = "fake"\nseeds = [0, 1]\n[stats]\nn_boot = 200\n')
+    cfg_path.write_text('preset = "quick"\nstages = "fake"\nseeds = [0, 1, 2]\n')
     run_study(tmp / "run", load_study_config(cfg_path), InlineExecutor(), progress=False)
     return tmp / "run"
 
@@ -80,7 +80,7 @@ def test_stats_json_is_strict_and_matches_csv(fake_run):
     fixes = list(csv.DictReader((fake_run / "results" / "fixes.csv").open()))
     assert [int(f["rank"]) for f in fixes] == list(range(1, 13))
     jobs = list(csv.DictReader((fake_run / "results" / "jobs.csv").open()))
-    assert len(jobs) == 13 * 2 * 2 * 2  # conditions x seeds x test sets x IoU types
+    assert len(jobs) == 13 * 3 * 2 * 2  # conditions x seeds x test sets x IoU types
     assert len(stats["kendall_tau"]) == 2  # one pair of test sets, two IoU types
 
 
@@ -228,7 +228,8 @@ def test_summary_text_headline(tmp_path):
         "  worst:  noise-3 -9.0 [-10.0, -8.0]*; holes-2 -5.0 [-6.5, -3.5]*; texture-1 -1.0 [-2.0, +0.1]",
         "  mildest: ambient-1 +0.5 [-0.5, +1.5]; texture-1 -1.0 [-2.0, +0.1]; holes-2 -5.0 [-6.5, -3.5]*",
         "held-out: clean bbox AP 50.0 [46.0, 54.0]",
-        "wall time 5.5 min over 2 session(s); sum of stages 10.0 min  (* = distinguishable from zero)",
+        "wall time 5.5 min over 2 session(s); sum of stages 10.0 min  "
+        "(* = distinguishable from zero, Holm-corrected)",
     ]
 
 

@@ -1,7 +1,7 @@
 """Golden regression of the report: a fake-stages study's CSVs and report tables, kept as readable text.
 
 The study is the ``tiny`` preset on the fake stages (seconds, deterministic), widened to every
-artifact family and two seeds, with one failed job. Everything that measures time (timing
+artifact family and three seeds, with one failed job. Everything that measures time (timing
 tables, wall clock) is masked; everything else must match ``tests/golden/report/`` byte for byte.
 After an intended change of the report, rewrite the golden files with ``TWINGAP_UPDATE_GOLDEN=1``
 and review ``git diff tests/golden``.
@@ -24,14 +24,12 @@ GOLDEN = Path(__file__).parent / "golden" / "report"
 CONFIG = """\
 preset = "tiny"
 stages = "fake"
-seeds = [0, 1]
+seeds = [0, 1, 2]
 conditions = [
   "clean", "noise-1", "noise-3", "holes-2", "texture-1", "texture-3", "baked-light", "ambient-1", "ambient-2"
 ]
 [train]
 overrides = { fake_fail = ["noise-3__s1"] }
-[stats]
-n_boot = 200
 """
 
 

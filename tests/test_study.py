@@ -53,8 +53,8 @@ def test_presets_are_valid_and_round_trip(tmp_path):
 
 
 def test_toml_overrides_preset(tmp_path):
-    cfg = load_study_config(fake_config(tmp_path, "[stats]\nn_boot = 123\n"))
-    assert cfg.stats.n_boot == 123
+    cfg = load_study_config(fake_config(tmp_path, "[stats]\nmin_scenes = 7\n"))
+    assert cfg.stats.min_scenes == 7
     assert cfg.stats.ci == 0.95  # untouched keys keep the preset's values
     assert cfg.seeds == [0, 1]
     assert cfg.conditions == ["clean", "noise-2", "texture-3"]
@@ -274,21 +274,27 @@ def test_example_config_loads():
     assert [ts.name for ts in cfg.test_sets] == ["ycb-real", "held-out-0002"]
 
 
-def test_spread_seeds_train_clean_only_and_feed_the_spread(tmp_path):
+def test_every_condition_trains_with_every_seed_and_pairs_by_seed(tmp_path):
     cfg_path = fake_config(tmp_path, conditions='["clean", "holes-1"]')
-    text = cfg_path.read_text().replace("seeds = [0, 1]", "seeds = [0]\nspread_seeds = [1, 2]")
-    cfg_path.write_text(text)
+    cfg_path.write_text(cfg_path.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2]"))
     cfg = load_study_config(cfg_path)
-    assert [j.id for j in plan_jobs(cfg)] == ["clean__s0", "holes-1__s0", "clean__s1", "clean__s2"]
+    ids = [j.id for j in plan_jobs(cfg)]
+    assert ids == ["clean__s0", "holes-1__s0", "clean__s1", "holes-1__s1", "clean__s2", "holes-1__s2"]
     run_study(tmp_path / "run", cfg, InlineExecutor(), progress=False)
     stats = json.loads((tmp_path / "run" / "results" / "stats.json").read_text())
+    rows = {(r["condition"], r["test_set"], r["iou_type"]): r for r in stats["results"]}
+    for (cond, ts, iou), r in rows.items():
+        if cond == "clean":
+            continue
+        clean = rows[("clean", ts, iou)]
+        assert r["paired_seeds"] == [0, 1, 2]
+        # each seed's difference is that seed's AP minus clean's, and the estimate is their mean
+        d = [a - b for a, b in zip(r["ap_per_seed"], clean["ap_per_seed"], strict=True)]
+        assert r["delta_per_seed"] == pytest.approx(d)
+        assert r["delta"] == pytest.approx(sum(d) / 3)
+        assert r["delta_lo"] < r["delta"] < r["delta_hi"] and r["se_seed"] > 0
+        # the fake test sets have 6 scenes of 4 frames: scene sampling enters the interval
+        assert r["n_scenes"] == 6 and r["se_scene"] > 0 and r["interval"] == "seeds+scenes"
     spread = next(s for s in stats["seed_spread"] if s["iou_type"] == "bbox")
-    assert spread["seeds"] == [0, 1, 2] and spread["std"] > 0
-    holes = next(r for r in stats["results"] if r["condition"] == "holes-1" and r["iou_type"] == "bbox")
-    clean = next(
-        r
-        for r in stats["results"]
-        if r["condition"] == "clean" and r["test_set"] == holes["test_set"] and r["iou_type"] == "bbox"
-    )
-    assert clean["seeds"] == [0]  # differences pair seed 0 only
-    assert holes["delta"] == pytest.approx(holes["ap"]["AP"] - clean["ap"]["AP"], abs=1e-6)
+    assert spread["seeds"] == [0, 1, 2] and spread["std"] > 0 and spread["diff_sd"] > 0
+

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -83,13 +84,26 @@ def _cpuinfo() -> tuple[str, list[str]]:
 def machine_info() -> dict[str, Any]:
     """Facts that decide which floats a training computes (JSON-ready).
 
-    Returns:
-        ``{"machine", "system", "cpu_model", "isa_flags", "torch_cpu_capability", "onednn",
-        "mkl", "torch_threads", "torch_interop_threads", "kernel_env", "cuda_device"}``.
-    """
-    import torch
+    The torch facts are read only when torch is already imported (a process that trained); a
+    process that did not (e.g. the fake stages) records None for them rather than paying for
+    the import.
 
+    Returns:
+        ``{"machine", "system", "cpu_model", "cpu_count", "isa_flags", "torch_cpu_capability",
+        "onednn", "mkl", "torch_threads", "torch_interop_threads", "kernel_env", "cuda_device"}``.
+    """
     model, flags = _cpuinfo()
+    base = {
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "isa_flags": flags,
+        "kernel_env": {k: os.environ.get(k) for k in KERNEL_ENV},
+    }
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {**base, **dict.fromkeys(("torch_cpu_capability", "onednn", "mkl", "torch_threads"))}
     cfg = torch.__config__.show()
     onednn = next((ln.strip(" -") for ln in cfg.splitlines() if "DNN v" in ln), "")
     mkl = next((ln.strip(" -") for ln in cfg.splitlines() if "Math Kernel Library" in ln), "")
@@ -97,17 +111,12 @@ def machine_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         cuda = torch.cuda.get_device_name(0)
     return {
-        "machine": platform.machine(),
-        "system": f"{platform.system()} {platform.release()}",
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "isa_flags": flags,
+        **base,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "onednn": onednn,
         "mkl": mkl,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
-        "kernel_env": {k: os.environ.get(k) for k in KERNEL_ENV},
         "cuda_device": cuda,
     }
 

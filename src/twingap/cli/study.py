@@ -165,6 +165,8 @@ def compare(
     if not 0.5 <= ci < 1:
         raise TwingapError(f"--ci must be in [0.5, 1), got {ci}")
     res = compare_runs(run_a, run_b, ci)
+    if res["fake"]:
+        typer.echo("FAKE stages: synthetic numbers (pipeline test), not results")
     typer.echo(f"A: {run_a} (seeds {res['seeds_a']})   B: {run_b} (seeds {res['seeds_b']})")
     typer.echo(
         f"{'condition':<12} {'test set':<16} {'iou':<5} {'A':>7} {'B':>7} {'A-B':>7} {'+-thr':>6}  agree"

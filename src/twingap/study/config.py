@@ -41,8 +41,9 @@ TOML layout (every key optional; a ``preset`` key picks the starting point)::
     root = "/data/my_lab_bop"     # YCB-Video or BOP layout
 
     [stats]
-    n_boot = 1000
     ci = 0.95
+    min_scenes = 5
+    pool_seed_variance = true
 
     [cost]
     artist_hours = "configs/artist_hours.toml"   # optional; default: the package table
@@ -167,11 +168,20 @@ class TrainSection:
 
 @dataclass
 class StatsConfig:
-    """Bootstrap settings: ``n_boot`` resamples, ``ci`` two-sided level, ``seed`` of the resampler."""
+    """Interval settings (see :mod:`twingap.study.stats`).
 
-    n_boot: int = 1000
+    Attributes:
+        ci: Two-sided level of every interval.
+        min_scenes: Fewest scenes (videos / BOP scenes) of a test set for which scene sampling
+            enters its intervals; with fewer, the scenes are held fixed and the report says so.
+        pool_seed_variance: Pool the seed variance of the paired differences over the conditions
+            of a test set (more degrees of freedom; assumes alike training noise, which the
+            report tests with Bartlett's test).
+    """
+
     ci: float = 0.95
-    seed: int = 0
+    min_scenes: int = 5
+    pool_seed_variance: bool = True
 
 
 @dataclass
@@ -204,10 +214,9 @@ class StudyConfig:
     Attributes:
         name: Preset or study name (shown in the report).
         conditions: Condition names (``"clean"`` first; it is the reference of every difference).
-        seeds: Training seeds; each seed trains every condition (common random numbers).
-        spread_seeds: Extra seeds trained for ``clean`` only, to show the clean model's
-            seed-to-seed spread next to the differences when ``seeds`` has a single seed
-            (seeds already in ``seeds`` are ignored).
+        seeds: Training seeds; each seed trains every condition (seeds are blocks: common
+            random numbers). Two or more are needed for an interval; three or more for the
+            report's split-half replication check.
         frames_root: Real frames of the twinned videos (YCB-Video or BOP layout).
         models_root: Model library folder (``models_info.json`` + meshes).
         twin_videos: Videos whose frames are twinned into training scenes.
@@ -221,7 +230,6 @@ class StudyConfig:
     name: str = "custom"
     conditions: list[str] = field(default_factory=lambda: list(DEFAULT_CONDITIONS))
     seeds: list[int] = field(default_factory=lambda: [0])
-    spread_seeds: list[int] = field(default_factory=list)
     frames_root: str = ""
     models_root: str = ""
     twin_videos: list[str] = field(default_factory=lambda: ["0000", "0001"])
@@ -339,13 +347,11 @@ def preset(name: str) -> StudyConfig:
         return StudyConfig(
             name="quick",
             seeds=[0],
-            spread_seeds=[1],  # one more clean model: the seed-to-seed noise next to the differences
             test_sets=_sample_test_sets(),
             scenes=ScenesConfig(include_twins=True, twin_views=120, composed=160, width=320, height=240),
             # msaa=1: llvmpipe's MSAA resolve cost 0.13 s of 0.23 s per 320x240 image
             render=RenderSection(options={"msaa": 1}),
             train=TrainSection(preset="quick"),
-            stats=StatsConfig(n_boot=1000),
             # two single-threaded jobs side by side: on a shared 2-core CPU one torch thread per
             # process beats two (OpenMP barriers stall under contention; see TrainConfig.threads)
             executor=ExecutorConfig(workers=2, cpus_per_job=1, gpus_per_job=0),
@@ -357,7 +363,6 @@ def preset(name: str) -> StudyConfig:
             test_sets=_sample_test_sets(),
             scenes=ScenesConfig(twin_views=1000, composed=1000, width=640, height=480),
             train=TrainSection(preset="paper"),
-            stats=StatsConfig(n_boot=2000),
             executor=ExecutorConfig(workers=1, cpus_per_job=8, gpus_per_job=1),
         )
     if name == "tiny":
@@ -390,7 +395,6 @@ def preset(name: str) -> StudyConfig:
                     "checkpoint_every": 2,
                 },
             ),
-            stats=StatsConfig(n_boot=200),
             executor=ExecutorConfig(workers=1, cpus_per_job=1),
         )
     raise TwingapError(f"unknown study preset {name!r} (have: quick, paper, tiny)")
@@ -499,8 +503,6 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
         raise TwingapError("seeds must be a non-empty list of non-negative integers", source)
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise TwingapError("seeds are listed twice", source)
-    if any(not isinstance(s, int) or s < 0 for s in cfg.spread_seeds):
-        raise TwingapError("spread_seeds must be non-negative integers (those in seeds are ignored)", source)
     from twingap.render.backend import BACKENDS, check_backend, check_options
 
     if cfg.render.backend not in BACKENDS:
@@ -551,8 +553,8 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
         raise TwingapError("the study needs training scenes (include_twins, twin_views or composed)", source)
     if not (0.5 <= cfg.stats.ci < 1):
         raise TwingapError("stats.ci must be in [0.5, 1)", source)
-    if cfg.stats.n_boot < 50:
-        raise TwingapError("stats.n_boot must be at least 50", source)
+    if cfg.stats.min_scenes < 2:
+        raise TwingapError("stats.min_scenes must be at least 2", source)
     if cfg.executor.workers < 1:
         raise TwingapError("executor.workers must be at least 1", source)
     for cond, hours in cfg.cost.hours.items():

@@ -6,7 +6,8 @@ made with it carry ``"stages": "fake"`` in every manifest and a banner in the re
 
 Knobs (``[train] overrides`` of the study config, so they reach every executor):
 ``fake_fail = ["cond__s0", ...]`` makes those jobs raise in training; ``fake_sleep = seconds``
-slows every training call (to test interrupting a study).
+slows every training call (to test interrupting a study); ``fake_effects = {cond = -0.05, ...}``
+sets conditions' true effect on AP (a fraction; default: a fixed draw per condition).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class FakeStages(Stages):
         if f"{condition}__s{seed}" in over.get("fake_fail", []):
             raise RuntimeError(f"fake failure of {condition}__s{seed} (requested by fake_fail)")
         effect = 0.0 if condition == "clean" else -0.12 * _unit("effect", condition)
+        effect = float(over.get("fake_effects", {}).get(condition, effect))
         # a seed effect shared by every condition (what pairing removes) and training noise of
         # this condition x seed (what it cannot): the paired differences vary between seeds
         quality = (

@@ -36,6 +36,7 @@ from typing import Any
 
 from twingap.errors import TwingapError
 from twingap.io import dumps_json, read_json, sha256_bytes, sha256_file, write_json_atomic, write_text_atomic
+from twingap.provenance import machine_info
 from twingap.study.config import StudyConfig, config_to_toml, validate
 from twingap.study.stages import Stages, load_stages
 
@@ -69,12 +70,11 @@ class Job:
 
 
 def plan_jobs(cfg: StudyConfig) -> list[Job]:
-    """All jobs of a study, seed-major, then the clean-only jobs of ``spread_seeds``.
+    """All jobs of a study: every condition with every seed (seeds are blocks), seed-major.
 
     Seed-major order (every condition of seed 0 first) gives a complete first replicate early.
     """
-    jobs = [Job(c, s) for s in cfg.seeds for c in cfg.conditions]
-    return jobs + [Job("clean", s) for s in cfg.spread_seeds if s not in cfg.seeds]
+    return [Job(c, s) for s in cfg.seeds for c in cfg.conditions]
 
 
 # ---------------------------------------------------------------------- versions, hashes
@@ -473,6 +473,7 @@ def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any
                 "seconds": round(sum(timings.get(k, 0.0) for k in STAGES), 3),
                 "attempt_seconds": round(seconds, 3),
                 "versions": versions(),
+                "machine": machine_info(),
                 "host": socket.gethostname(),
                 "started": started,
                 "finished": time.time(),

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from twingap.io import dumps_json, read_json
 from twingap.study.config import StudyConfig
 from twingap.study.cost import FixItem, artist_hours, rank_fixes
+from twingap.study.replication import split_half
 from twingap.study.runner import IOU_TYPES, STAGES, job_states, load_run_config, scored_categories
 from twingap.study.stages import Stages, load_stages
 from twingap.study.stats import (
@@ -26,7 +25,6 @@ from twingap.study.stats import (
     condition_results,
     kendall_tau,
     mean_over_test_sets,
-    with_extra_seeds,
 )
 
 #: The IoU type the headline, Figure 1 and the fix ranking use.
@@ -63,6 +61,11 @@ class StudyResults:
     per_category: PerCategory = field(default_factory=dict)
     #: job id -> its ``metrics.json`` (test set -> IoU type -> AP, AP50, AP75 as fractions).
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Split-half replication (even vs odd seeds) per IoU type (see
+    #: :func:`twingap.study.replication.split_half`); None with fewer than 3 seeds.
+    replication: dict[str, Any] | None = None
+    #: What the machines that trained the jobs compute floats with (one entry per distinct machine).
+    machines: list[dict[str, Any]] = field(default_factory=list)
 
     def get(self, test_set: str, iou: str, cond: str) -> ConditionResult | None:
         """The result of one condition on one test set and IoU type."""
@@ -71,10 +74,10 @@ class StudyResults:
                 return r
         return None
 
-    @property
-    def seed_noise(self) -> float:
-        """The clean model's seed-to-seed AP range on the ranking metric (0 with a single seed)."""
-        return rank_seed_noise(self.cfg, self.spreads)
+    def test_set_kind(self, name: str) -> str:
+        """How a test set's intervals treat its scenes (``seeds+scenes`` or ``seeds (scenes fixed)``)."""
+        r = next((r for r in self.results if r.test_set == name and r.condition != "clean"), None)
+        return r.interval if r else ""
 
 
 def collect(run_dir: str | Path) -> StudyResults:
@@ -104,7 +107,7 @@ def collect(run_dir: str | Path) -> StudyResults:
     categories = {ts.name: scored_categories(shared, ts.name) for ts in cfg.test_sets}
     results, spreads, per_cat = _evaluate(run_dir, cfg, load_stages(cfg.stages), jobs, categories)
     hours = artist_hours(cfg)
-    fixes = rank_fixes(rank_deltas(cfg, results), hours, seed_noise=rank_seed_noise(cfg, spreads))
+    fixes = rank_fixes(rank_deltas(cfg, results), hours)
     failed = {jid: s.detail for jid, s in states.items() if s.state == "failed"}
     failed.update(inconsistent)
     return StudyResults(
@@ -125,7 +128,30 @@ def collect(run_dir: str | Path) -> StudyResults:
         failed=failed,
         per_category=per_cat,
         metrics={j["id"]: read_json(run_dir / "jobs" / j["id"] / "metrics.json") for j in jobs},
+        replication=_split_half(results, cfg),
+        machines=_machines(jobs),
     )
+
+
+def _split_half(results: list[ConditionResult], cfg: StudyConfig) -> dict[str, Any] | None:
+    """Split-half replication per IoU type (None with fewer than 3 seeds)."""
+    out = {iou: split_half([r for r in results if r.iou_type == iou], cfg.stats.ci) for iou in IOU_TYPES}
+    return None if all(v is None for v in out.values()) else out
+
+
+def _machines(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct machines (float-relevant facts) the jobs were trained on, with their job ids."""
+    out: list[dict[str, Any]] = []
+    for j in jobs:
+        info = j.get("machine")
+        if not info:
+            continue
+        same = next((m for m in out if m["info"] == info), None)
+        if same is None:
+            out.append({"info": info, "jobs": [j["id"]]})
+        else:
+            same["jobs"].append(j["id"])
+    return out
 
 
 def _not_comparable(run_dir: Path, cfg: StudyConfig, jobs: list[dict[str, Any]]) -> dict[str, str]:
@@ -167,19 +193,31 @@ def _evaluate(
                     per_cat.setdefault(ts.name, {}).setdefault(iou, {})[j["condition"]] = {
                         c: 100 * ap for c, ap in pe.per_category().items()
                     }
-            # differences pair the study's seeds; extra clean-only seeds measure the seed spread
-            main_evals = {c: {s: pe for s, pe in per.items() if s in cfg.seeds} for c, per in evals.items()}
-            main_evals = {c: per for c, per in main_evals.items() if per}
             res, spread = condition_results(
-                ts.name, iou, main_evals, cfg.stats.n_boot, cfg.stats.ci, cfg.stats.seed
+                ts.name,
+                iou,
+                evals,
+                scene_labels(run_dir / "testsets" / ts.name),
+                cfg.stats.ci,
+                cfg.stats.min_scenes,
+                cfg.stats.pool_seed_variance,
             )
             results.extend(res)
             if spread:
-                extra = {s: pe for s, pe in evals.get("clean", {}).items() if s not in cfg.seeds}
-                if extra:
-                    spread = with_extra_seeds(spread, extra)
                 spreads.append(spread)
     return results, spreads, per_cat
+
+
+def scene_labels(test_dir: Path) -> list[str]:
+    """The scene (video / BOP scene) of each image of a prepared test set, in image-id order.
+
+    Read from ``frames.json`` (``scene_id``; for test sets prepared before it was recorded, the part
+    of ``frame_id`` before its last ``/``, i.e. the video). Images are ordered by ``image_id``, the
+    order of the per-image evaluations.
+    """
+    frames = read_json(test_dir / "frames.json")
+    frames = sorted(frames, key=lambda f: f.get("image_id", 0))
+    return [str(f.get("scene_id") or f["frame_id"].rsplit("/", 1)[0]) for f in frames]
 
 
 def _rank_agreement(cfg: StudyConfig, results: list[ConditionResult]) -> list[dict[str, Any]]:
@@ -254,31 +292,66 @@ def _wall_time(run_dir: Path) -> dict[str, Any]:
 def rank_deltas(
     cfg: StudyConfig, results: list[ConditionResult]
 ) -> dict[str, tuple[float, float, float, bool]]:
-    """Per condition (delta, lo, hi, significant) on the ranking test set (or the mean over test sets)."""
+    """Per condition (delta, lo, hi, significant) on the ranking test set (or the mean over test sets).
+
+    The mean over test sets pairs seeds across test sets (the same models are scored on each) and
+    is Holm-corrected over the conditions like each test set's own verdicts.
+    """
+    rows = [r for r in results if r.iou_type == PRIMARY_IOU and not math.isnan(r.delta)]
+    if cfg.cost.rank_by != "mean":
+        rows = [r for r in rows if r.test_set == cfg.cost.rank_by]
+    combined = mean_over_test_sets(rows, cfg.stats.ci, cfg.stats.pool_seed_variance)
     out = {}
     for cond in cfg.conditions:
-        rows = [r for r in results if r.condition == cond and r.iou_type == PRIMARY_IOU]
-        if cfg.cost.rank_by != "mean":
-            rows = [r for r in rows if r.test_set == cfg.cost.rank_by]
-        rows = [r for r in rows if not math.isnan(r.delta)]
-        if not rows:
-            continue
-        if len(rows) == 1:
-            r = rows[0]
-            out[cond] = (r.delta, r.delta_lo, r.delta_hi, r.significant)
-        else:
-            out[cond] = mean_over_test_sets(rows, cfg.stats.ci)
+        if cond in combined:
+            c = combined[cond]
+            out[cond] = (c.estimate.value, c.estimate.lo, c.estimate.hi, c.significant)
     return out
 
 
-def rank_seed_noise(cfg: StudyConfig, spreads: list[SeedSpread]) -> float:
-    """The clean model's seed-to-seed AP range on the ranking metric (0 with a single seed)."""
-    ranges = [
-        s.range
-        for s in spreads
-        if s.iou_type == PRIMARY_IOU
-        and len(s.seeds) > 1
-        and (cfg.cost.rank_by == "mean" or s.test_set == cfg.cost.rank_by)
-        and not math.isnan(s.range)
+def interval_note(res: StudyResults) -> str:
+    """One sentence saying what the study's intervals cover (seeds, and scenes where measurable)."""
+    n_seeds = len(res.cfg.seeds)
+    if n_seeds < 2:
+        return (
+            "One training seed: its training noise is not measured, so there are no intervals and no "
+            "verdicts; run at least 2 seeds (3 for the split-half replication check)."
+        )
+    parts = []
+    for ts in res.cfg.test_sets:
+        r = next((r for r in res.results if r.test_set == ts.name and r.condition != "clean"), None)
+        if r is None:
+            continue
+        if r.se_scene > 0 or r.interval.startswith("seeds+"):
+            parts.append(f"{ts.name}: {r.n_scenes} scenes, resampled (new scenes like these)")
+        else:
+            parts.append(
+                f"{ts.name}: {r.n_scenes} scene(s) < {res.cfg.stats.min_scenes}, held fixed "
+                "(covers a rerun on these frames, not new scenes)"
+            )
+    pooled = "pooled over conditions" if res.cfg.stats.pool_seed_variance else "per condition"
+    return (
+        f"Intervals are t-intervals over {n_seeds} training seeds (seed variance {pooled}) plus scene "
+        "sampling where a test set has enough scenes; " + "; ".join(parts) + "."
+    )
+
+
+def noise_note(res: StudyResults) -> str:
+    """Whether the pooled seed variance is supported (Bartlett's test), as one sentence."""
+    if len(res.cfg.seeds) < 2:
+        return "One seed: no training noise measured."
+    uneven = [
+        f"{s.test_set} {s.iou_type} (p = {s.bartlett_p:.3f})"
+        for s in res.spreads
+        if not math.isnan(s.bartlett_p) and s.bartlett_p < 0.05
     ]
-    return float(np.mean(ranges)) if ranges else 0.0
+    if not uneven or not res.cfg.stats.pool_seed_variance:
+        return (
+            "The sd of a paired difference is the training noise each condition's difference carries; "
+            "pairing by seed removes the part that all conditions share."
+        )
+    return (
+        "The conditions' seed variances differ on " + ", ".join(uneven) + ": the pooled intervals may be too "
+        "narrow for the noisiest conditions (see the per-seed table); set stats.pool_seed_variance = false "
+        "for per-condition intervals."
+    )

@@ -64,31 +64,12 @@ def place_labels(fig: Any, ax: Any, points: list[tuple[float, float, str]], font
         )
 
 
-def _noise_band(ax: Any, res: StudyResults, ts: str) -> None:
-    """The clean model's own noise as a grey band around 0 (±2 sd over seeds, or the image CI)."""
-    spread = next((s for s in res.spreads if s.test_set == ts and s.iou_type == PRIMARY_IOU), None)
-    if spread is None:
-        return
-    half = spread.image_ci_half if math.isnan(spread.std) else 2 * spread.std
-    ax.axhspan(
-        -half,
-        half,
-        color="#999999",
-        alpha=0.15,
-        lw=0,
-        label="clean noise (±2 sd over seeds)"
-        if not math.isnan(spread.std)
-        else "clean noise (95% CI over images)",
-    )
-
-
 def figure1(res: StudyResults, path: Path) -> Path:
     """Figure 1: artist hours (x) against AP difference to clean (y), one panel per test set."""
     plt = _plt()
     names = [ts.name for ts in res.cfg.test_sets]
     fig, axes = plt.subplots(1, len(names), figsize=(5.6 * len(names), 4.4), sharey=True, squeeze=False)
     for ax, ts in zip(axes[0], names, strict=True):
-        _noise_band(ax, res, ts)
         ax.axhline(0, color="#444444", lw=0.8)
         points: list[tuple[float, float, str]] = []
         for cond in res.cfg.conditions:
@@ -115,7 +96,6 @@ def figure1(res: StudyResults, path: Path) -> Path:
         ax.set_xlabel("artist hours to fix")
         if ax is axes[0][0]:
             ax.set_ylabel(f"{PRIMARY_IOU} AP difference to clean (AP points)")
-        ax.legend(loc="lower left", fontsize=8, frameon=False)
     fig.suptitle("Cost of each artifact: what it takes to fix vs. what it costs the detector", fontsize=11)
     fig.tight_layout()
     fig.savefig(path)

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from twingap.io import dumps_json, write_text_atomic
-from twingap.study.report.analysis import PRIMARY_IOU, StudyResults
+from twingap.provenance import float_fingerprint
+from twingap.study.report.analysis import PRIMARY_IOU, StudyResults, interval_note, noise_note
 from twingap.study.report.figures import real_frames, training_samples
 from twingap.study.report.style import category_names, color, fmt
 from twingap.study.report.tables import (
@@ -25,7 +26,9 @@ from twingap.study.report.tables import (
     noise_table,
     per_category_grids,
     per_job_timings,
+    replication_table,
     results_grids,
+    seed_table,
     tau_table,
     timings_table,
 )
@@ -149,22 +152,11 @@ def _cards(res: StudyResults) -> str:
 def _figure1(res: StudyResults, fig1: Path) -> str:
     return (
         "<section><h2>Figure 1 · artist hours vs. AP lost</h2>"
-        "<p class='muted'>One point per condition, bars are 95% bootstrap intervals of the paired difference to clean "
-        "(over test images"
-        + (" and seeds" if len(res.cfg.seeds) > 1 else "")
-        + "). Filled points are distinguishable from zero. "
-        "The grey band is the clean model's own noise. Points low and to the left are cheap fixes that matter.</p>"
+        "<p class='muted'>One point per condition, bars are 95% intervals of the paired difference to clean. "
+        + e(interval_note(res))
+        + " Filled points are distinguishable from zero after Holm's correction over the conditions. "
+        "Points low and to the left are cheap fixes that matter.</p>"
         f"<img class='fig' src='{_png_uri(fig1)}' alt='Figure 1'></section>"
-    )
-
-
-def _seed_noise_note(res: StudyResults) -> str:
-    noise = res.seed_noise
-    if noise <= 0:
-        return ""
-    return (
-        f", and so do recoveries no larger than the clean model's seed-to-seed difference ({noise:.1f} AP "
-        "points: two clean models that differ only in their seed), marked 'within seed noise'"
     )
 
 
@@ -174,9 +166,8 @@ def _fixes(res: StudyResults, table: Table) -> str:
     out = [
         "<section><h2>Fix these first</h2>",
         f"<p class='muted'>Benefit per hour = {PRIMARY_IOU} AP recovered by fixing (clean AP − condition AP) ÷ artist hours "
-        f"({rank_note}). Conditions whose difference is indistinguishable from zero rank after the others"
-        + _seed_noise_note(res)
-        + ". Hours are estimates from the artist-hours table; replace them with your team's.</p>",
+        f"({rank_note}). Conditions whose difference is indistinguishable from zero (Holm-corrected) rank after "
+        "the others. Hours are estimates from the artist-hours table; replace them with your team's.</p>",
         "<table><tr><th>#</th><th>condition</th><th>hours</th><th>AP recovered</th><th>95% CI</th>"
         "<th>AP per hour</th><th>verdict</th></tr>",
     ]
@@ -213,21 +204,58 @@ def _results_grid(t: Table) -> str:
 
 def _noise(res: StudyResults, t: Table) -> str:
     out = [
-        "<h3>Noise level: the clean model against itself</h3><table><tr><th>test set</th><th>IoU</th><th>seeds</th>"
-        "<th>clean AP per seed</th><th>sd over seeds</th><th>range</th><th>± half 95% CI over images (1 seed)</th></tr>"
+        "<h3>Training noise</h3><table><tr><th>test set</th><th>IoU</th><th>seeds</th>"
+        "<th>clean AP per seed</th><th>clean sd</th><th>range</th><th>sd of a paired difference (pooled)</th>"
+        "<th>df</th><th>equal-variance test p</th></tr>"
     ]
     for s in t.rows:
         out.append(
             f"<tr><td>{e(s['test_set'])}</td><td>{s['iou_type']}</td><td>{s['seeds']}</td>"
             f"<td>{', '.join(fmt(a) for a in s['ap_per_seed'])}</td><td>{fmt(s['std'])}</td><td>{fmt(s['range'])}</td>"
-            f"<td>±{fmt(s['image_ci_half'])}</td></tr>"
+            f"<td>{fmt(s['diff_sd'])}</td><td>{s['diff_df']}</td><td>{fmt(s['bartlett_p'], 3)}</td></tr>"
         )
     out.append("</table>")
-    if len(res.cfg.seeds) == 1:
+    out.append(f"<p class='muted small'>{e(noise_note(res))}</p>")
+    return "".join(out)
+
+
+def _seed_spread(t: Table) -> str:
+    if not t.rows:
+        return ""
+    out = [
+        f"<h3>Each condition's difference per seed ({PRIMARY_IOU})</h3><table class='small'><tr><th>condition</th>"
+        "<th>test set</th><th>seeds</th><th>Δ per seed</th><th>sd over seeds</th><th>corr. with clean</th></tr>"
+    ]
+    for r in t.rows:
         out.append(
-            "<p class='muted small'>One seed: the intervals cover test-image sampling only, not training randomness; "
-            "run more seeds (the paper preset uses 3) to include it.</p>"
+            f"<tr><td>{_cond_label(r['condition'])}</td><td>{e(r['test_set'])}</td><td>{r['seeds']}</td>"
+            f"<td>{', '.join(fmt(d, sign=True) for d in r['delta_per_seed'])}</td><td>{fmt(r['seed_sd'])}</td>"
+            f"<td>{fmt(r['corr_with_clean'], 2)}</td></tr>"
         )
+    out.append("</table>")
+    return "".join(out)
+
+
+def _replication(t: Table) -> str:
+    if not t.rows:
+        return (
+            "<h3>Split-half replication</h3><p class='muted small'>Needs at least 3 seeds: with fewer, the study "
+            "cannot check itself. Run more seeds, or compare two runs with <code>twingap compare</code>.</p>"
+        )
+    out = [
+        f"<h3>Split-half replication: seeds {t.meta['seeds_a']} against seeds {t.meta['seeds_b']}</h3>"
+        "<p class='muted small'>Would a rerun give the same answers? Each half's difference to clean is compared "
+        "with the other's, within t × their combined training-noise standard error; Kendall τ compares the two "
+        "rankings of the conditions. <code>twingap compare RUN_A RUN_B</code> does the same for two runs.</p>"
+        "<table><tr><th>IoU</th><th>test set</th><th>agree</th><th>Kendall τ</th><th>p</th></tr>"
+    ]
+    for r in t.rows:
+        share = f"{r['agree']} of {r['n']}" if r["n"] else "–"
+        out.append(
+            f"<tr><td>{r['iou_type']}</td><td>{e(r['test_set'])}</td><td>{share}</td>"
+            f"<td>{fmt(r['tau'], 2)}</td><td>{fmt(r['p_value'], 3)}</td></tr>"
+        )
+    out.append("</table>")
     return "".join(out)
 
 
@@ -282,10 +310,13 @@ def _per_category(res: StudyResults, tables: list[Table]) -> str:
 def _results(res: StudyResults) -> str:
     return (
         "<section><h2>Results table</h2>"
-        "<p class='muted'>AP points (×100). Differences are condition − clean, paired by seed, with 95% CI; "
-        "bold red = worse than clean and distinguishable from zero.</p>"
+        "<p class='muted'>AP points (×100). Differences are condition − clean, paired by seed, with 95% intervals ("
+        + e(interval_note(res))
+        + "); bold red = worse than clean and distinguishable from zero after Holm's correction.</p>"
         + "".join(_results_grid(t) for t in results_grids(res))
         + _noise(res, noise_table(res))
+        + _seed_spread(seed_table(res))
+        + _replication(replication_table(res))
         + _taus(tau_table(res))
         + _per_category(res, per_category_grids(res))
         + "</section>"
@@ -363,7 +394,25 @@ def _design(res: StudyResults) -> str:
         "built from, whose objects the model only saw in composed layouts (generalisation, as the paper's YCB-Video test). "
         "Each test set scores only the categories the model was trained on that appear in it.</p>"
         f"<h3>Versions</h3><pre>{e(dumps_json(res.versions))}</pre>"
-        f"<h3>Configuration</h3><pre>{e(toml.read_text() if toml.is_file() else '')}</pre>"
+        + _machines(res)
+        + f"<h3>Configuration</h3><pre>{e(toml.read_text() if toml.is_file() else '')}</pre>"
+    )
+
+
+def _machines(res: StudyResults) -> str:
+    if not res.machines:
+        return ""
+    rows = "".join(
+        f"<tr><td>{e(float_fingerprint(m['info']))}</td><td>{len(m['jobs'])}</td></tr>" for m in res.machines
+    )
+    note = (
+        "All jobs computed on one kind of machine: bit-identical on a rerun there."
+        if len(res.machines) == 1
+        else "Jobs computed on different machines: their floats differ; the intervals cover that (training noise)."
+    )
+    return (
+        "<h3>Machines</h3><table class='small'><tr><th>what computes the floats</th><th>jobs</th></tr>"
+        f"{rows}</table><p class='muted small'>{note}</p>"
     )
 
 

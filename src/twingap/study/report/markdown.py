@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from twingap.io import write_text_atomic
-from twingap.study.report.analysis import PRIMARY_IOU, StudyResults
+from twingap.study.report.analysis import PRIMARY_IOU, StudyResults, interval_note, noise_note
 from twingap.study.report.style import category_names, fmt
 from twingap.study.report.tables import (
     Diff,
@@ -13,7 +13,9 @@ from twingap.study.report.tables import (
     fixes_table,
     noise_table,
     per_category_grids,
+    replication_table,
     results_grids,
+    seed_table,
     tau_table,
     timings_table,
 )
@@ -32,13 +34,6 @@ def _fixes(res: StudyResults, t: Table) -> list[str]:
             f"[{fmt(f['recovered_lo'], sign=True)}, {fmt(f['recovered_hi'], sign=True)}] | "
             f"{fmt(f['per_hour'], 2)} | {f['verdict']} |"
         )
-    noise = res.seed_noise
-    if noise > 0:
-        lines += [
-            "",
-            f"Recoveries no larger than the clean model's seed-to-seed difference ({noise:.1f} AP points) "
-            "are marked 'within seed noise' and rank after the measured ones.",
-        ]
     return lines
 
 
@@ -72,18 +67,55 @@ def _results_grid(t: Table) -> list[str]:
     return lines
 
 
-def _noise(t: Table) -> list[str]:
+def _noise(res: StudyResults, t: Table) -> list[str]:
     lines = [
         "",
-        "## Clean model noise",
+        "## Training noise",
         "",
-        "| test set | IoU | AP per seed | sd over seeds | ± half CI over images |",
-        "|---|---|---|---|---|",
+        "| test set | IoU | clean AP per seed | clean sd | sd of a paired difference | df | Bartlett p |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in t.rows:
         lines.append(
             f"| {s['test_set']} | {s['iou_type']} | {', '.join(fmt(a) for a in s['ap_per_seed'])} | "
-            f"{fmt(s['std'])} | ±{fmt(s['image_ci_half'])} |"
+            f"{fmt(s['std'])} | {fmt(s['diff_sd'])} | {s['diff_df']} | {fmt(s['bartlett_p'], 3)} |"
+        )
+    return [*lines, "", noise_note(res)]
+
+
+def _seed_spread(t: Table) -> list[str]:
+    if not t.rows:
+        return []
+    lines = [
+        "",
+        f"## Each condition's difference per seed ({PRIMARY_IOU})",
+        "",
+        "| condition | test set | seeds | Δ per seed | sd over seeds | corr. with clean |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in t.rows:
+        lines.append(
+            f"| {r['condition']} | {r['test_set']} | {r['seeds']} | "
+            f"{', '.join(fmt(d, sign=True) for d in r['delta_per_seed'])} | {fmt(r['seed_sd'])} | "
+            f"{fmt(r['corr_with_clean'], 2)} |"
+        )
+    return lines
+
+
+def _replication(t: Table) -> list[str]:
+    if not t.rows:
+        return ["", "## Split-half replication", "", "Needs at least 3 seeds."]
+    lines = [
+        "",
+        f"## Split-half replication: seeds {t.meta['seeds_a']} against seeds {t.meta['seeds_b']}",
+        "",
+        "| IoU | test set | agree | Kendall tau | p |",
+        "|---|---|---|---|---|",
+    ]
+    for r in t.rows:
+        lines.append(
+            f"| {r['iou_type']} | {r['test_set']} | {r['agree']} of {r['n']} | {fmt(r['tau'], 2)} | "
+            f"{fmt(r['p_value'], 3)} |"
         )
     return lines
 
@@ -137,14 +169,18 @@ def write_markdown(res: StudyResults) -> Path:
         lines += ["> **FAKE stages: every number below is synthetic (pipeline test). Not results.**", ""]
     lines += [
         f"{len(cfg.conditions)} conditions x {len(cfg.seeds)} seed(s) {cfg.seeds}; AP in points (x100); "
-        "differences are condition - clean, paired by seed, 95% bootstrap CI.",
+        "differences are condition - clean, paired by seed, with 95% intervals.",
+        "",
+        interval_note(res),
         "",
     ]
     lines += _fixes(res, fixes_table(res))
     for t in results_grids(res):
         lines += _results_grid(t)
-    lines += ["", "\\* distinguishable from zero."]
-    lines += _noise(noise_table(res))
+    lines += ["", "\\* distinguishable from zero after Holm's correction over the conditions."]
+    lines += _noise(res, noise_table(res))
+    lines += _seed_spread(seed_table(res))
+    lines += _replication(replication_table(res))
     lines += _per_category(res, per_category_grids(res))
     lines += _taus(tau_table(res))
     lines += _timings(timings_table(res))

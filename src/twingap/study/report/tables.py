@@ -91,7 +91,13 @@ def summary_table(res: StudyResults) -> Table:
             "delta_AP": r.delta,
             "delta_lo": r.delta_lo,
             "delta_hi": r.delta_hi,
+            "se": r.se,
+            "se_seed": r.se_seed,
+            "se_scene": r.se_scene,
+            "seed_sd": r.seed_sd,
+            "p_holm": r.p_holm,
             "significant": r.significant,
+            "interval": r.interval,
             "hours": res.hours.get(r.condition, math.nan),
         }
         for r in res.results
@@ -174,7 +180,11 @@ def results_grids(res: StudyResults) -> list[Table]:
 
 
 def noise_table(res: StudyResults) -> Table:
-    """The clean model against itself, per test set and IoU type: AP per seed, sd, range, image CI."""
+    """Training noise per test set and IoU type.
+
+    Clean AP per seed and its sd, and the pooled seed sd of a paired difference to clean (what a
+    condition's difference carries) with Bartlett's test of equal seed variances over conditions.
+    """
     rows = [
         {
             "test_set": s.test_set,
@@ -183,12 +193,72 @@ def noise_table(res: StudyResults) -> Table:
             "ap_per_seed": s.ap_per_seed,
             "std": s.std,
             "range": s.range,
-            "image_ci_half": s.image_ci_half,
+            "diff_sd": s.diff_sd,
+            "diff_df": s.diff_df,
+            "bartlett_p": s.bartlett_p,
         }
         for s in res.spreads
     ]
-    cols = ["test_set", "iou_type", "seeds", "ap_per_seed", "std", "range", "image_ci_half"]
+    cols = [
+        "test_set",
+        "iou_type",
+        "seeds",
+        "ap_per_seed",
+        "std",
+        "range",
+        "diff_sd",
+        "diff_df",
+        "bartlett_p",
+    ]
     return Table(cols, rows, "noise")
+
+
+def seed_table(res: StudyResults) -> Table:
+    """Per condition and test set (primary IoU type): each seed's paired difference and its spread.
+
+    Columns: the seeds, the difference per seed, its sd over seeds, and the correlation of the
+    condition's AP with clean's over seeds (what pairing by seed buys).
+    """
+    rows = [
+        {
+            "condition": r.condition,
+            "test_set": r.test_set,
+            "seeds": r.paired_seeds,
+            "delta_per_seed": r.delta_per_seed,
+            "seed_sd": r.seed_sd,
+            "corr_with_clean": r.corr_with_clean,
+        }
+        for r in res.results
+        if r.iou_type == PRIMARY_IOU and r.condition != "clean" and r.delta_per_seed
+    ]
+    cols = ["condition", "test_set", "seeds", "delta_per_seed", "seed_sd", "corr_with_clean"]
+    return Table(cols, rows, "seed_spread")
+
+
+def replication_table(res: StudyResults) -> Table:
+    """Split-half replication per IoU type and test set: share of agreeing conditions, Kendall tau.
+
+    ``meta``: ``seeds_a``, ``seeds_b`` (the halves); empty with fewer than 3 seeds.
+    """
+    rows: list[dict[str, Any]] = []
+    meta: dict[str, Any] = {}
+    for iou, rep in (res.replication or {}).items():
+        if rep is None:
+            continue
+        meta = {"seeds_a": rep["seeds_a"], "seeds_b": rep["seeds_b"]}
+        for t in rep["tau"]:
+            checked = [r for r in rep["rows"] if r.test_set == t["test_set"] and r.agree is not None]
+            rows.append(
+                {
+                    "iou_type": iou,
+                    "test_set": t["test_set"],
+                    "n": len(checked),
+                    "agree": sum(bool(r.agree) for r in checked),
+                    "tau": t["tau"],
+                    "p_value": t["p_value"],
+                }
+            )
+    return Table(["iou_type", "test_set", "n", "agree", "tau", "p_value"], rows, "split_half", meta)
 
 
 def tau_table(res: StudyResults) -> Table:

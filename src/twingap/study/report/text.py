@@ -6,6 +6,7 @@ from pathlib import Path
 
 from twingap.io import read_json
 from twingap.study.report.analysis import PRIMARY_IOU
+from twingap.study.report.style import fmt
 
 
 def top_fixes_text(run_dir: str | Path, n: int = 5) -> str:
@@ -38,24 +39,25 @@ def summary_text(run_dir: str | Path) -> str:
         clean = next((r for r in rows if r["condition"] == "clean"), None)
         if clean:
             lines.append(
-                f"{ts}: clean {PRIMARY_IOU} AP {clean['ap']['AP']:.1f} "
-                f"[{clean['ap_lo']:.1f}, {clean['ap_hi']:.1f}]"
+                f"{ts}: clean {PRIMARY_IOU} AP {fmt(clean['ap']['AP'])} "
+                f"[{fmt(clean['ap_lo'])}, {fmt(clean['ap_hi'])}]"
             )
         others = sorted(
             (r for r in rows if r["condition"] != "clean" and r["delta"] is not None),
             key=lambda r: r["delta"],
         )
 
-        def fmt(r: dict) -> str:
+        def diff(r: dict) -> str:
             star = "*" if r["significant"] else ""
-            return f"{r['condition']} {r['delta']:+.1f} [{r['delta_lo']:+.1f}, {r['delta_hi']:+.1f}]{star}"
+            lo, hi = fmt(r["delta_lo"], sign=True), fmt(r["delta_hi"], sign=True)
+            return f"{r['condition']} {fmt(r['delta'], sign=True)} [{lo}, {hi}]{star}"
 
         if others:
-            lines.append("  worst:  " + "; ".join(fmt(r) for r in others[:3]))
-            lines.append("  mildest: " + "; ".join(fmt(r) for r in others[-3:][::-1]))
+            lines.append("  worst:  " + "; ".join(diff(r) for r in others[:3]))
+            lines.append("  mildest: " + "; ".join(diff(r) for r in others[-3:][::-1]))
     t = stats["timings"]
     lines.append(
         f"wall time {t.get('wall', 0.0) / 60:.1f} min over {t.get('sessions', 0)} session(s); "
-        f"sum of stages {t['total'] / 60:.1f} min  (* = distinguishable from zero)"
+        f"sum of stages {t['total'] / 60:.1f} min  (* = distinguishable from zero, Holm-corrected)"
     )
     return "\n".join(lines)
