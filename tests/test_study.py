@@ -298,3 +298,41 @@ def test_every_condition_trains_with_every_seed_and_pairs_by_seed(tmp_path):
     spread = next(s for s in stats["seed_spread"] if s["iou_type"] == "bbox")
     assert spread["seeds"] == [0, 1, 2] and spread["std"] > 0 and spread["diff_sd"] > 0
 
+
+def test_interrupted_job_resumes_at_its_stage(tmp_path, monkeypatch):
+    # A job interrupted in predict keeps its render and train markers; the rerun skips those
+    # stages (train is not called again) and finishes with the same metrics as an uninterrupted job.
+    from twingap.study import runner
+    from twingap.study.fake import FakeStages
+
+    text = fake_config(tmp_path, conditions='["clean"]').read_text().replace("[0, 1]", "[0]")
+    cfg = load_study_config(write_toml(tmp_path / "one.toml", text))
+    for name in ("ref", "run"):
+        runner.init_run(tmp_path / name, cfg)
+    assert runner.run_job(tmp_path / "ref", "clean__s0", log=False)["status"] == "done"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FakeStages, "predict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_job(tmp_path / "run", "clean__s0", log=False)
+    partial = tmp_path / "run" / "jobs" / "clean__s0.partial"
+    assert sorted(p.name for p in partial.glob("*.done.json")) == ["render.done.json", "train.done.json"]
+    assert not (partial / "RUNNING.json").exists()
+    assert job_states(tmp_path / "run")[0].detail == "interrupted after render, train"
+    train_marker = (partial / "train.done.json").read_text()
+
+    monkeypatch.undo()
+    trained = []
+    real_train = FakeStages.train
+    monkeypatch.setattr(FakeStages, "train", lambda *a, **k: trained.append(1) or real_train(*a, **k))
+    assert runner.run_job(tmp_path / "run", "clean__s0", log=False)["status"] == "done"
+    done = tmp_path / "run" / "jobs" / "clean__s0"
+    assert trained == [] and (done / "train.done.json").read_text() == train_marker
+    assert sorted(p.name for p in done.glob("*.done.json")) == [
+        f"{s}.done.json" for s in sorted(runner.STAGES)
+    ]
+    ref = tmp_path / "ref" / "jobs" / "clean__s0"
+    assert (done / "metrics.json").read_text() == (ref / "metrics.json").read_text()
+    assert not partial.exists()

@@ -17,7 +17,9 @@ Layout of a run folder (everything a user can open)::
 
 A job's folder appears under its final name only when the job has finished (rename of the
 ``.partial`` folder), so a killed study loses at most the jobs in flight, and a rerun skips every
-finished job. Inside a ``.partial`` folder each stage writes a ``<stage>.done.json`` marker, so an
+finished job. A job is a list of stages (:data:`JOB_STAGES`: render, train, predict, evaluate) run
+by one loop (:func:`run_stages`): inside the ``.partial`` folder each stage writes a
+``<stage>.done.json`` marker when it finishes and is skipped when its marker exists, so an
 interrupted job resumes at the stage it was in (training itself resumes from its checkpoint).
 """
 
@@ -30,6 +32,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,6 @@ from twingap.provenance import machine_info
 from twingap.study.config import StudyConfig, config_to_toml, validate
 from twingap.study.stages import Stages, load_stages
 
-STAGES = ("render", "train", "predict", "evaluate")
 IOU_TYPES = ("bbox", "segm")
 METRICS = ("AP", "AP50", "AP75")
 N_SAMPLES = 3
@@ -320,6 +322,11 @@ def _render_lock(lock: Path, done: Path, poll_s: float = 1.0):
                 lock.unlink()
 
 
+def dataset_path(run_dir: Path, condition: str) -> Path:
+    """Folder of a condition's finished training set (shared by every seed of the condition)."""
+    return run_dir / "datasets" / condition
+
+
 def _render_dataset(
     run_dir: Path, cfg: StudyConfig, stages: Stages, condition: str, job_id: str
 ) -> tuple[Path, dict, bool]:
@@ -328,7 +335,7 @@ def _render_dataset(
     The dataset is rendered into ``datasets/<condition>.partial-<job>`` (resumable by the same job)
     and renamed to ``datasets/<condition>`` when complete; every seed of the condition reuses it.
     """
-    final = run_dir / "datasets" / condition
+    final = dataset_path(run_dir, condition)
     man = final / "study_dataset.json"
     if man.is_file():
         return final, read_json(man), True
@@ -350,20 +357,223 @@ def _render_dataset(
     return final, read_json(man), False
 
 
+@dataclass
+class JobContext:
+    """What the stages of one job share: its inputs and the ``.partial`` folder they write into.
+
+    Attributes:
+        run_dir: The study's run folder.
+        job: The job.
+        cfg: The study's configuration.
+        stages: The stage implementation (real or fake).
+        shared: What :func:`prepare_shared` returned (scenes and test-set manifests).
+        partial: The job's ``jobs/<id>.partial`` folder; every stage writes only there (and the
+            render stage into the condition's shared dataset folder).
+    """
+
+    run_dir: Path
+    job: Job
+    cfg: StudyConfig
+    stages: Stages
+    shared: dict[str, Any]
+    partial: Path
+
+    @property
+    def dataset_dir(self) -> Path:
+        """The condition's rendered training set."""
+        return dataset_path(self.run_dir, self.job.condition)
+
+    @property
+    def model_dir(self) -> Path:
+        """The trained model's folder."""
+        return self.partial / "model"
+
+    def test_dir(self, test_set: str) -> Path:
+        """A prepared test set (``gt.json``, ``frames.json``)."""
+        return self.run_dir / "testsets" / test_set
+
+    def preds_path(self, test_set: str) -> Path:
+        """COCO results of the model on a test set."""
+        return self.partial / "preds" / f"{test_set}.json"
+
+
+def _stage_render(ctx: JobContext) -> dict[str, Any]:
+    """Render (or reuse) the condition's training set and copy a few of its images to ``samples/``.
+
+    A reused dataset reports 0 seconds: its rendering time belongs to the job that rendered it.
+    """
+    dataset_dir, info, cached = _render_dataset(
+        ctx.run_dir, ctx.cfg, ctx.stages, ctx.job.condition, ctx.job.id
+    )
+    samples = ctx.partial / "samples"
+    samples.mkdir(exist_ok=True)
+    for i, img in enumerate(ctx.stages.sample_images(dataset_dir, N_SAMPLES)):
+        shutil.copy2(img, samples / f"train_{i}{img.suffix}")
+    out = {
+        "cached": cached,
+        "render_seconds": info.get("seconds", 0.0),
+        "dataset_hash": info.get("dataset_hash"),
+    }
+    return {"seconds": 0.0, **out} if cached else out
+
+
+def _stage_train(ctx: JobContext) -> dict[str, Any]:
+    """Train the detector on the condition's dataset with the job's seed (resumes a partial run)."""
+    return ctx.stages.train(ctx.cfg, ctx.dataset_dir, ctx.model_dir, ctx.job.seed) or {}
+
+
+def _stage_predict(ctx: JobContext) -> dict[str, Any]:
+    """Predict on every test set; returns the seconds each took."""
+    per_set = {}
+    for ts in ctx.cfg.test_sets:
+        t0 = time.perf_counter()
+        ctx.stages.predict(ctx.cfg, ctx.model_dir, ctx.test_dir(ts.name), ctx.preds_path(ts.name))
+        per_set[ts.name] = time.perf_counter() - t0
+    return {"per_test_set": per_set}
+
+
+def _stage_evaluate(ctx: JobContext) -> dict[str, Any]:
+    """Score the predictions on every test set (AP, AP50, AP75 per IoU type) into ``metrics.json``."""
+    metrics: dict[str, dict] = {}
+    for ts in ctx.cfg.test_sets:
+        cats = scored_categories(ctx.shared, ts.name)
+        gt, preds = ctx.test_dir(ts.name) / "gt.json", ctx.preds_path(ts.name)
+        metrics[ts.name] = {"categories": cats}
+        for iou in IOU_TYPES:
+            metrics[ts.name][iou] = ctx.stages.per_image_eval(gt, preds, iou, cats).metrics()
+    write_json_atomic(ctx.partial / "metrics.json", metrics)
+    return {}
+
+
+#: The stages of a job, in order. Each returns the information its done marker records; the
+#: marker's ``seconds`` is the stage's wall time unless the stage reports its own.
+JOB_STAGES: tuple[tuple[str, Callable[[JobContext], dict[str, Any]]], ...] = (
+    ("render", _stage_render),
+    ("train", _stage_train),
+    ("predict", _stage_predict),
+    ("evaluate", _stage_evaluate),
+)
+STAGES = tuple(name for name, _ in JOB_STAGES)
+
+
+def read_markers(partial: Path) -> dict[str, dict[str, Any]]:
+    """The done markers of a job folder: ``{stage: info}`` for every finished stage."""
+    return {p.name.split(".")[0]: read_json(p) for p in partial.glob("*.done.json")}
+
+
+def run_stages(ctx: JobContext, enter: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Run the stages of a job that have no done marker yet, marking each as it finishes.
+
+    Args:
+        ctx: The job.
+        enter: Called with a stage's name before it runs (records where the job is).
+
+    Returns:
+        The done markers of every stage, ``{stage: info}``, ``info["seconds"]`` its time.
+    """
+    done = read_markers(ctx.partial)
+    for name, run in JOB_STAGES:
+        if name in done:
+            continue
+        enter(name)
+        t0 = time.perf_counter()
+        info = run(ctx)
+        done[name] = {"seconds": time.perf_counter() - t0, **info}
+        write_json_atomic(ctx.partial / f"{name}.done.json", done[name])
+    return done
+
+
+def job_manifest(
+    ctx: JobContext, done: dict[str, dict[str, Any]], attempt_seconds: float, started: float
+) -> dict[str, Any]:
+    """The manifest of a finished job: what it computed from which inputs, its timings and versions.
+
+    Args:
+        ctx: The job.
+        done: The done markers of all its stages (see :func:`run_stages`).
+        attempt_seconds: Wall time of this attempt (the stage timings also cover resumed stages).
+        started: When this attempt started (Unix time).
+    """
+    cfg, shared, job = ctx.cfg, ctx.shared, ctx.job
+    timings = {k: done[k].get("seconds", 0.0) for k in STAGES}
+    return {
+        "id": job.id,
+        "condition": job.condition,
+        "seed": job.seed,
+        "status": "done",
+        "stages": ctx.stages.name,
+        "fake": ctx.stages.is_fake,
+        "config_hash": config_hash(cfg.to_dict()),
+        "train": {"preset": cfg.train.preset, "overrides": cfg.train.overrides},
+        "scene_seed": cfg.scenes.seed,
+        "inputs": {
+            "scenes_hash": shared["scenes"].get("scenes_hash"),
+            "dataset_hash": done["render"].get("dataset_hash"),
+            "gt_hashes": {k: v.get("gt_hash") for k, v in shared["testsets"].items()},
+        },
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "train_config_hash": done["train"].get("config_hash"),
+        "render_cached": done["render"].get("cached", False),
+        "render_seconds": done["render"].get("render_seconds", 0.0),
+        "seconds": round(sum(timings.values()), 3),
+        "attempt_seconds": round(attempt_seconds, 3),
+        "versions": versions(),
+        "machine": machine_info(),
+        "host": socket.gethostname(),
+        "started": started,
+        "finished": time.time(),
+    }
+
+
+class _Running:
+    """The ``RUNNING.json`` marker of a job in flight: its host, pid, start time and stage."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.started = time.time()
+        self.stage = "setup"  # the stage a failure is reported in
+        self.marker = {"host": socket.gethostname(), "pid": os.getpid(), "started": self.started}
+        write_json_atomic(path, {**self.marker, "stage": "start"})
+
+    def enter(self, stage: str) -> None:
+        """Record that the job entered ``stage``."""
+        self.stage = stage
+        write_json_atomic(self.path, {**self.marker, "stage": stage})
+
+    def clear(self) -> None:
+        """Remove the marker (the job finished, failed or was interrupted)."""
+        self.path.unlink(missing_ok=True)
+
+
+def _publish(partial: Path, final: Path, manifest: dict[str, Any], running: _Running) -> None:
+    """Write the manifest and rename the ``.partial`` folder to its final name (atomic)."""
+    write_json_atomic(partial / "manifest.json", manifest)
+    running.clear()
+    with contextlib.suppress(FileNotFoundError):
+        (final.parent / f"{final.name}.failed.json").unlink()
+    try:
+        os.replace(partial, final)
+    except OSError:
+        if not (final / "manifest.json").is_file():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any]:
     """Run one job to the end (resuming a partial one) and return a summary.
 
     This is the function every executor calls (in this process, a pool worker or a Ray task):
     it reads everything from ``run_dir`` and writes everything there, so the result depends only
-    on the files and the seed. Exceptions are recorded in ``jobs/<id>.failed.json`` and reported
-    in the summary, never raised (a failing job does not stop the study); an interrupt
-    (KeyboardInterrupt, SIGTERM) propagates and leaves the ``.partial`` folder to resume.
+    on the files and the seed. The stages (:data:`JOB_STAGES`) run in ``jobs/<id>.partial``, each
+    skipped when its done marker exists; the folder gets its final name with the manifest.
+    Exceptions are recorded in ``jobs/<id>.failed.json`` and reported in the summary, never
+    raised (a failing job does not stop the study); an interrupt (KeyboardInterrupt, SIGTERM)
+    propagates and leaves the ``.partial`` folder to resume.
 
     Returns:
         ``{"id", "status": "done" | "failed" | "skipped", "seconds", "error"}``.
     """
     run_dir = Path(run_dir)
-    job = Job.parse(job_id)
     jobs_dir = run_dir / "jobs"
     final = jobs_dir / job_id
     if (final / "manifest.json").is_file():
@@ -371,140 +581,32 @@ def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any
     cfg = load_run_config(run_dir)
     partial = jobs_dir / f"{job_id}.partial"
     partial.mkdir(parents=True, exist_ok=True)
-    running = partial / "RUNNING.json"
-    started = time.time()
-    marker = {"host": socket.gethostname(), "pid": os.getpid(), "started": started, "stage": "start"}
-    write_json_atomic(running, marker)
-    stage = "setup"
+    running = _Running(partial / "RUNNING.json")
     t_start = time.perf_counter()
     try:
         with _redirect_output(jobs_dir / f"{job_id}.log" if log else None):
             _set_threads(cfg)
             stages = load_stages(cfg.stages)
             shared = prepare_shared(run_dir, cfg, stages)
-            timings: dict[str, float] = {}
-            done_info: dict[str, dict] = {}
-            for p in partial.glob("*.done.json"):
-                done_info[p.name.split(".")[0]] = read_json(p)
-                timings[p.name.split(".")[0]] = done_info[p.name.split(".")[0]].get("seconds", 0.0)
-
-            def mark(name: str, info: dict) -> None:
-                write_json_atomic(partial / f"{name}.done.json", info)
-                done_info[name] = info
-                timings[name] = info["seconds"]
-
-            def enter(name: str) -> None:
-                nonlocal stage
-                stage = name
-                write_json_atomic(running, {**marker, "stage": name})
-
-            # render (shared by every seed of this condition)
-            enter("render")
-            t0 = time.perf_counter()
-            dataset_dir, dataset_info, cached = _render_dataset(run_dir, cfg, stages, job.condition, job_id)
-            if "render" not in done_info:
-                mark(
-                    "render",
-                    {
-                        "seconds": 0.0 if cached else time.perf_counter() - t0,
-                        "cached": cached,
-                        "render_seconds": dataset_info.get("seconds", 0.0),
-                        "dataset_hash": dataset_info.get("dataset_hash"),
-                    },
-                )
-                samples = partial / "samples"
-                samples.mkdir(exist_ok=True)
-                for i, img in enumerate(stages.sample_images(dataset_dir, N_SAMPLES)):
-                    shutil.copy2(img, samples / f"train_{i}{img.suffix}")
-            # train
-            if "train" not in done_info:
-                enter("train")
-                t0 = time.perf_counter()
-                info = stages.train(cfg, dataset_dir, partial / "model", job.seed) or {}
-                mark("train", {**info, "seconds": time.perf_counter() - t0})
-            # predict on every test set
-            if "predict" not in done_info:
-                enter("predict")
-                t0 = time.perf_counter()
-                per_set = {}
-                for ts in cfg.test_sets:
-                    t1 = time.perf_counter()
-                    stages.predict(
-                        cfg,
-                        partial / "model",
-                        run_dir / "testsets" / ts.name,
-                        partial / "preds" / f"{ts.name}.json",
-                    )
-                    per_set[ts.name] = time.perf_counter() - t1
-                mark("predict", {"seconds": time.perf_counter() - t0, "per_test_set": per_set})
-            # evaluate
-            enter("evaluate")
-            t0 = time.perf_counter()
-            metrics: dict[str, dict] = {}
-            for ts in cfg.test_sets:
-                cats = scored_categories(shared, ts.name)
-                gt = run_dir / "testsets" / ts.name / "gt.json"
-                metrics[ts.name] = {"categories": cats}
-                for iou in IOU_TYPES:
-                    pe = stages.per_image_eval(gt, partial / "preds" / f"{ts.name}.json", iou, cats)
-                    metrics[ts.name][iou] = pe.metrics()
-            write_json_atomic(partial / "metrics.json", metrics)
-            mark("evaluate", {"seconds": time.perf_counter() - t0})
-            seconds = time.perf_counter() - t_start  # this attempt; stage timings cover resumed stages
-            manifest = {
-                "id": job_id,
-                "condition": job.condition,
-                "seed": job.seed,
-                "status": "done",
-                "stages": stages.name,
-                "fake": stages.is_fake,
-                "config_hash": config_hash(cfg.to_dict()),
-                "train": {"preset": cfg.train.preset, "overrides": cfg.train.overrides},
-                "scene_seed": cfg.scenes.seed,
-                "inputs": {
-                    "scenes_hash": shared["scenes"].get("scenes_hash"),
-                    "dataset_hash": done_info["render"].get("dataset_hash"),
-                    "gt_hashes": {k: v.get("gt_hash") for k, v in shared["testsets"].items()},
-                },
-                "timings": {k: round(timings.get(k, 0.0), 3) for k in STAGES},
-                "train_config_hash": done_info["train"].get("config_hash"),
-                "render_cached": done_info["render"].get("cached", False),
-                "render_seconds": done_info["render"].get("render_seconds", 0.0),
-                "seconds": round(sum(timings.get(k, 0.0) for k in STAGES), 3),
-                "attempt_seconds": round(seconds, 3),
-                "versions": versions(),
-                "machine": machine_info(),
-                "host": socket.gethostname(),
-                "started": started,
-                "finished": time.time(),
-            }
-            write_json_atomic(partial / "manifest.json", manifest)
-            running.unlink(missing_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                (jobs_dir / f"{job_id}.failed.json").unlink()
-            try:
-                os.replace(partial, final)
-            except OSError:
-                if not (final / "manifest.json").is_file():
-                    raise
-                shutil.rmtree(partial, ignore_errors=True)
+            ctx = JobContext(run_dir, Job.parse(job_id), cfg, stages, shared, partial)
+            done = run_stages(ctx, running.enter)
+            manifest = job_manifest(ctx, done, time.perf_counter() - t_start, running.started)
+            _publish(partial, final, manifest, running)
             return {"id": job_id, "status": "done", "seconds": manifest["seconds"], "error": None}
     except Exception as exc:
         err = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        write_json_atomic(
-            jobs_dir / f"{job_id}.failed.json",
-            {
-                "id": job_id,
-                "stage": stage,
-                "error": err,
-                "traceback": traceback.format_exc(),
-                "time": time.time(),
-            },
-        )
-        running.unlink(missing_ok=True)
+        failure = {
+            "id": job_id,
+            "stage": running.stage,
+            "error": err,
+            "traceback": traceback.format_exc(),
+            "time": time.time(),
+        }
+        write_json_atomic(jobs_dir / f"{job_id}.failed.json", failure)
+        running.clear()
         return {"id": job_id, "status": "failed", "seconds": time.perf_counter() - t_start, "error": err}
     except BaseException:  # interrupted: leave the partial folder to resume, drop the marker
-        running.unlink(missing_ok=True)
+        running.clear()
         raise
 
 

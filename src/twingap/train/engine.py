@@ -7,6 +7,11 @@ the step counter, the weights, the optimiser and the EMA to continue bit-identic
 runs with the same seed on datasets of the same length see the same head initialisation, the
 same order and the same augmentations (common random numbers): only their data differs.
 
+Structure (as detectron2's trainer and hooks): :func:`train` sets up the run; :func:`_run_loop`
+calls :func:`_train_step` (forward, backward, gradient clipping, update: the one place that
+touches the optimisation maths) on each step's batch between the hooks of
+:mod:`twingap.train.hooks` (learning rate, EMA, loss log, checkpoints).
+
 Run folder (``run_dir``):
     ``config.json``, ``meta.json`` (seed, versions, dataset hash, label map, timings),
     ``checkpoint.pt`` (latest; atomic), ``model_final.pt`` (final, EMA weights when enabled),
@@ -15,12 +20,11 @@ Run folder (``run_dir``):
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import platform
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ import numpy as np
 import torch
 
 from twingap.errors import TwingapError
-from twingap.io import atomic_path, read_json, write_json_atomic, write_text_atomic
+from twingap.io import atomic_path, read_json, write_json_atomic
 from twingap.train.config import PRESETS, TrainConfig
 from twingap.train.data import (
     AugParams,
@@ -40,9 +44,19 @@ from twingap.train.data import (
     load_train_set,
     masks_to_target,
 )
+from twingap.train.hooks import (
+    EMA,
+    Checkpointer,
+    HookBase,
+    LossLog,
+    LRSchedule,
+    StepOutput,
+    TrainState,
+    load_checkpoint,
+    restore,
+)
 from twingap.train.model import build_model, frozen_body_blocks
 
-LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 _STREAM_AUG, _STREAM_ORDER, _STREAM_STEP, _STREAM_VARIANT = 1, 2, 3, 4
 _BOUNDARY = "boundary"
 
@@ -228,11 +242,140 @@ def _cached_losses(model, cache: _FeatureCache, entries: list[int], targets: lis
     return {**rpn_losses, **roi_losses}
 
 
+@dataclass
+class _Batch:
+    """One step's inputs: the targets plus either augmented images or rows of the feature cache.
+
+    Attributes:
+        step: The step (0-based).
+        targets: Per image, ``boxes`` (N,4) float xyxy px, ``labels`` (N,) int64, ``masks`` (N,H,W) uint8.
+        images: Uncached training: augmented images, each (3,H,W) float32 in [0, 1].
+        entries: Cached training: rows of ``cache`` (an image under one augmentation variant).
+        cache: The frozen-body feature cache the entries index.
+    """
+
+    step: int
+    targets: list[dict]
+    images: list[torch.Tensor] | None = None
+    entries: list[int] | None = None
+    cache: _FeatureCache | None = None
+
+
+class _Batches:
+    """The batch of every step, keyed by (seed, step): rows of the feature cache, or augmented images.
+
+    Builds the feature cache (the slow part of setting up a cached run) when ``cfg.uses_cache``.
+    """
+
+    def __init__(self, model, ds: TrainSet, cfg: TrainConfig, device: torch.device, progress: bool) -> None:
+        self.ds, self.cfg, self.device = ds, cfg, device
+        self.cache = None
+        if cfg.uses_cache:
+            self.cache = _FeatureCache(model, ds, cfg, device, progress)
+            model.backbone.body.eval()
+        self.sampler = _Sampler(len(self.cache) if self.cache is not None else len(ds), cfg.seed)
+
+    def __call__(self, step: int) -> _Batch:
+        ds, cfg, cache, device = self.ds, self.cfg, self.cache, self.device
+        entries = self.sampler.batch(step, cfg.batch_size)
+        if cache is not None:
+            targets = [_to_target(ds, cache.index[e][0], cache.params[e], cfg, device) for e in entries]
+            return _Batch(step, targets, entries=entries, cache=cache)
+        images, targets = [], []
+        for slot, i in enumerate(entries):
+            p = _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_AUG, step, slot)))
+            images.append(_image_tensor(ds.images[i], p, device))
+            targets.append(_to_target(ds, i, p, cfg, device))
+        return _Batch(step, targets, images=images)
+
+
+def _forward(model, batch: _Batch) -> dict[str, torch.Tensor]:
+    """The model's training losses on a batch (from cached features when the batch has them)."""
+    if batch.cache is not None:
+        return _cached_losses(model, batch.cache, batch.entries, batch.targets)
+    return model(batch.images, batch.targets)
+
+
+def _train_step(model, batch: _Batch, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> StepOutput:
+    """One SGD step on one batch: forward, loss check, backward, gradient clipping, update.
+
+    Raises:
+        TwingapError: If the loss is not finite (the run diverged).
+    """
+    losses = _forward(model, batch)
+    loss = sum(losses.values())
+    if not torch.isfinite(loss):
+        raise TwingapError(f"training diverged at step {batch.step} (loss {loss.item()}); lower the lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = float("nan")
+    if cfg.clip_grad_norm > 0:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm))
+    optimizer.step()
+    return StepOutput(losses, loss, grad_norm)
+
+
+def _run_loop(state: TrainState, batches: _Batches, hooks: list[HookBase]) -> None:
+    """Steps ``state.start`` .. ``cfg.iterations - 1``, each a :func:`_train_step` between the hooks.
+
+    Step ``i`` reseeds torch from (seed, i) first, so a resumed run draws what an uninterrupted one does.
+    """
+    cfg = state.cfg
+    for h in hooks:
+        h.before_train(state)
+    for step in range(state.start, cfg.iterations):
+        state.step, state.step_started = step, time.perf_counter()
+        torch.manual_seed(_key(cfg.seed, _STREAM_STEP, step))
+        for h in hooks:
+            h.before_step(state)
+        state.out = _train_step(state.model, batches(step), state.optimizer, cfg)
+        for h in hooks:
+            h.after_step(state)
+    for h in hooks:
+        h.after_train(state)
+
+
+def _hooks(cfg: TrainConfig, run_dir: Path, d_hash: str, show: Any) -> list[HookBase]:
+    """The hooks of a training run, in the order they run: lr, EMA, loss log, checkpoint."""
+    hooks: list[HookBase] = [LRSchedule(lambda step: lr_at(cfg, step))]
+    if cfg.ema_decay > 0:
+        hooks.append(EMA(cfg.ema_decay, int(cfg.ema_start * cfg.iterations)))
+    return [*hooks, LossLog(run_dir / "train_log.csv", show), Checkpointer(run_dir / "checkpoint.pt", d_hash)]
+
+
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise TwingapError("run folder path exists and is not a folder", run_dir)
     if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
         raise TwingapError("run folder is not empty (use --resume to continue it, or a new folder)", run_dir)
+
+
+def _run_meta(cfg: TrainConfig, ds: TrainSet, dataset_dir: Path, d_hash: str, device: torch.device) -> dict:
+    """The ``meta.json`` of a run as it starts (seed, versions, dataset, label map, device)."""
+    return {
+        "seed": cfg.seed,
+        "versions": package_versions(),
+        "dataset": str(dataset_dir.resolve()),
+        "dataset_hash": d_hash,
+        "num_images": len(ds),
+        "num_instances": int(sum(len(x) for x in ds.labels)),
+        "label_map": {str(k): v for k, v in ds.label_to_cat.items()},
+        "category_names": {str(k): v for k, v in ds.cat_names.items()},
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "finished": False,
+    }
+
+
+def _initial_state(cfg: TrainConfig, num_classes: int, device: torch.device) -> TrainState:
+    """The model (seeded head initialisation) and its SGD optimiser over the trainable parameters."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, num_classes).to(device)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return TrainState(cfg, model, optim)
 
 
 def train(
@@ -272,120 +415,35 @@ def train(
     device = resolve_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-
     ckpt_path = run_dir / "checkpoint.pt"
-    ckpt = None
-    if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt["config"] != cfg.to_dict():
-            raise TwingapError("config differs from the checkpoint's; resume with the same config", ckpt_path)
-        if ckpt["dataset_hash"] != d_hash:
-            raise TwingapError("dataset changed since the checkpoint was written", dataset_dir)
+    ckpt = load_checkpoint(ckpt_path, cfg, d_hash, dataset_dir) if resume and ckpt_path.is_file() else None
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", cfg.to_dict())
-    meta = {
-        "seed": cfg.seed,
-        "versions": package_versions(),
-        "dataset": str(dataset_dir.resolve()),
-        "dataset_hash": d_hash,
-        "num_images": len(ds),
-        "num_instances": int(sum(len(x) for x in ds.labels)),
-        "label_map": {str(k): v for k, v in ds.label_to_cat.items()},
-        "category_names": {str(k): v for k, v in ds.cat_names.items()},
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "finished": False,
-    }
+    meta = _run_meta(cfg, ds, dataset_dir, d_hash, device)
     write_json_atomic(run_dir / "meta.json", meta)
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, ds.num_classes).to(device)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    ema: dict[str, torch.Tensor] | None = None
-    ema_begin = int(cfg.ema_start * cfg.iterations)
-    log_rows: list[dict[str, float]] = []
-    start = 0
+    state = _initial_state(cfg, ds.num_classes, device)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt["optimizer"])
-        ema = ckpt["ema"]
-        log_rows = ckpt["log"]
-        start = ckpt["step"]
-
+        restore(state, ckpt)
     t_cache = time.perf_counter()
-    cache = None
-    if cfg.uses_cache:
-        cache = _FeatureCache(model, ds, cfg, device, progress)
-        model.backbone.body.eval()
+    batches = _Batches(state.model, ds, cfg, device, progress)
     t_cache = time.perf_counter() - t_cache
-    sampler = _Sampler(len(cache) if cache is not None else len(ds), cfg.seed)
-
     t_loop = time.perf_counter()
-    with _progress(progress, cfg.iterations, "training", start=start) as advance:
-        for step in range(start, cfg.iterations):
-            t0 = time.perf_counter()
-            torch.manual_seed(_key(cfg.seed, _STREAM_STEP, step))
-            lr = lr_at(cfg, step)
-            for g in optim.param_groups:
-                g["lr"] = lr
-            entries = sampler.batch(step, cfg.batch_size)
-            if cache is not None:
-                targets = [_to_target(ds, cache.index[e][0], cache.params[e], cfg, device) for e in entries]
-                losses = _cached_losses(model, cache, entries, targets)
-            else:
-                images, targets = [], []
-                for slot, i in enumerate(entries):
-                    p = _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_AUG, step, slot)))
-                    images.append(_image_tensor(ds.images[i], p, device))
-                    targets.append(_to_target(ds, i, p, cfg, device))
-                losses = model(images, targets)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise TwingapError(f"training diverged at step {step} (loss {loss.item()}); lower the lr")
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float("nan")
-            if cfg.clip_grad_norm > 0:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm))
-            optim.step()
-            if cfg.ema_decay > 0 and step >= ema_begin:
-                with torch.no_grad():
-                    cur = dict(model.named_parameters())
-                    if ema is None:
-                        ema = {n: cur[n].detach().clone() for n in names}
-                    else:
-                        for n in names:
-                            ema[n].mul_(cfg.ema_decay).add_(cur[n].detach(), alpha=1 - cfg.ema_decay)
-            dt = time.perf_counter() - t0
-            row = {"step": step, "lr": lr, "loss": float(loss.detach()), "seconds": dt}
-            row["grad_norm"] = grad_norm
-            row.update({k: float(losses[k].detach()) for k in LOSS_KEYS if k in losses})
-            log_rows.append(row)
-            advance(1, loss=f"{float(loss.detach()):.3f}", img_s=f"{cfg.batch_size / dt:.1f}")
-            done = step + 1
-            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
-                _save_checkpoint(ckpt_path, model, optim, ema, log_rows, done, cfg, d_hash)
+    with _progress(progress, cfg.iterations, "training", start=state.start) as advance:
+        _run_loop(state, batches, _hooks(cfg, run_dir, d_hash, advance))
     t_loop = time.perf_counter() - t_loop
-    _write_log(run_dir / "train_log.csv", log_rows)
-    check_converged(cfg, log_rows, run_dir)
+    check_converged(cfg, state.log_rows, run_dir)
 
-    state = model.state_dict()
-    if ema is not None:
-        state = OrderedDict(state)
-        for n in names:
-            state[n] = ema[n].clone()
+    weights = {"model": state.final_weights(), "config": cfg.to_dict(), "label_map": ds.label_to_cat}
     with atomic_path(final) as tmp:
-        torch.save({"model": state, "config": cfg.to_dict(), "label_map": ds.label_to_cat}, tmp)
+        torch.save(weights, tmp)
     meta.update(
         finished=True,
         seconds_total=round(time.perf_counter() - t_start, 3),
         seconds_cache=round(t_cache, 3),
         seconds_loop=round(t_loop, 3),
-        steps_this_session=cfg.iterations - start,
+        steps_this_session=cfg.iterations - state.start,
     )
     write_json_atomic(run_dir / "meta.json", meta)
     return final
@@ -422,32 +480,6 @@ def check_converged(cfg: TrainConfig, log_rows: list[dict[str, float]], run_dir:
             f"loss (limit {cfg.max_loss_ratio:.0%}); see train_log.csv; lower the lr or clip_grad_norm",
             run_dir,
         )
-
-
-def _save_checkpoint(
-    path: Path, model, optim, ema, log_rows, step: int, cfg: TrainConfig, d_hash: str
-) -> None:
-    payload = {
-        "step": step,
-        "model": model.state_dict(),
-        "optimizer": optim.state_dict(),
-        "ema": ema,
-        "log": log_rows,
-        "config": cfg.to_dict(),
-        "dataset_hash": d_hash,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
-    keys = ["step", "lr", "loss", *LOSS_KEYS, "grad_norm", "seconds"]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), float) else r.get(k, "")) for k in keys})
-    write_text_atomic(path, buf.getvalue())
 
 
 def read_run(run_dir: str | Path) -> tuple[TrainConfig, dict[str, Any], dict[int, int]]:
