@@ -1,11 +1,11 @@
-"""twingap.evaluate: COCO AP of predictions on real frames, and bootstrap CIs.
+"""twingap.evaluate: COCO AP of predictions on real frames, re-accumulable on image subsets.
 
 * :class:`~twingap.evaluate.coco_map.COCOEvaluator` (reset/process/evaluate; faster-coco-eval backend)
-* :class:`~twingap.evaluate.bootstrap.PerImageEval`, :func:`~twingap.evaluate.bootstrap.bootstrap_ci`,
-  :func:`~twingap.evaluate.bootstrap.paired_bootstrap_delta`
+* :class:`~twingap.evaluate.bootstrap.PerImageEval`: per-image matching once, AP on any weighting
+  of the images (the study's leave-one-scene-out intervals use it; see :mod:`twingap.study.stats`)
 """
 
-from twingap.evaluate.bootstrap import PerImageEval, bootstrap_ci, paired_bootstrap_delta
+from twingap.evaluate.bootstrap import PerImageEval
 from twingap.evaluate.coco_map import COCOEvaluator, evaluate_coco
 
-__all__ = ["COCOEvaluator", "PerImageEval", "bootstrap_ci", "evaluate_coco", "paired_bootstrap_delta"]
+__all__ = ["COCOEvaluator", "PerImageEval", "evaluate_coco"]

@@ -1,9 +1,11 @@
-"""Bootstrap confidence intervals of COCO AP by resampling test images.
+"""COCO AP re-accumulated on any weighting of the test images (subsets, multisets, leave-one-scene-out).
 
-Recomputing COCOeval for every resample is slow. Instead the per-image matching is run once
+The study's intervals (:mod:`twingap.study.stats`) need AP on many image subsets: every test scene
+left out in turn (the cluster jackknife), for every model. Recomputing COCOeval for each is slow.
+Instead the per-image matching is run once
 (pycocotools ``COCOeval.evaluate``: for every image x category, the detections' scores, which
 ground truth each matched at each IoU threshold, and which are ignored), and AP is re-accumulated
-for a resampled **multiset** of images in numpy. A resample is a weight vector ``w`` (how many
+for a resampled **multiset** of images in numpy. A weighting is a vector ``w`` (how many
 times each image was drawn); each detection and ground truth of image ``i`` counts ``w[i]`` times.
 
 The accumulation is COCO's (101-point interpolated precision, area ``all``, ``maxDets`` = 100 per
@@ -25,8 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from twingap.errors import TwingapError
 
 
 @dataclass
@@ -243,106 +243,3 @@ class PerImageEval:
     def ap50(self, image_indices: Sequence[int] | np.ndarray | None = None) -> float:
         """COCO AP at IoU 0.5 on a multiset of image indices (None = all once)."""
         return float(self.ap_from_weights(self.weights(image_indices)[None])[1][0])
-
-
-def _as_list(evals: PerImageEval | Sequence[PerImageEval]) -> list[PerImageEval]:
-    out = [evals] if isinstance(evals, PerImageEval) else list(evals)
-    if not out:
-        raise TwingapError("need at least one evaluation to bootstrap")
-    ref = out[0].img_ids
-    for e in out[1:]:
-        if not np.array_equal(e.img_ids, ref):
-            raise TwingapError("evaluations to bootstrap together must share the same test images")
-    return out
-
-
-def resample_weights(num_images: int, n: int, seed: int) -> np.ndarray:
-    """(n, I) draw counts of ``n`` bootstrap resamples of ``num_images`` images (numpy PCG64)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, num_images, size=(n, num_images))
-    return np.stack([np.bincount(r, minlength=num_images) for r in idx]).astype(np.int64)
-
-
-def _metric_matrix(evals: list[PerImageEval], W: np.ndarray, metric: str) -> np.ndarray:
-    """(E, B) metric of every evaluation on every resample."""
-    col = {"ap": 0, "ap50": 1}[metric]
-    return np.stack([e.ap_from_weights(W)[col] for e in evals])
-
-
-def _seed_pick(rng: np.random.Generator, n_evals: int, n: int, resample: bool) -> np.ndarray:
-    if not resample or n_evals == 1:
-        return np.tile(np.arange(n_evals), (n, 1))
-    return rng.integers(0, n_evals, size=(n, n_evals))
-
-
-def bootstrap_ci(
-    evals: PerImageEval | Sequence[PerImageEval],
-    n: int = 1000,
-    seed: int = 0,
-    metric: str = "ap",
-    alpha: float = 0.05,
-    resample_seeds: bool = True,
-) -> tuple[float, float, float]:
-    """Percentile bootstrap CI of AP, resampling test images (and training seeds).
-
-    Args:
-        evals: One :class:`PerImageEval`, or one per training seed of the same condition (all on
-            the same test images); the statistic is the mean AP over them.
-        n: Number of resamples.
-        seed: Seed of the resampling (numpy ``default_rng``).
-        metric: ``"ap"`` (mAP@[.5:.95]) or ``"ap50"``.
-        alpha: 1 - confidence level (0.05 gives a 95% interval).
-        resample_seeds: With several evals, also resample which seeds enter the mean.
-
-    Returns:
-        ``(estimate, lo, hi)``: the statistic on the original data and the interval bounds.
-    """
-    ev = _as_list(evals)
-    W = resample_weights(ev[0].num_images, n, seed)
-    rng = np.random.default_rng([seed, 1])
-    M = _metric_matrix(ev, W, metric)  # (E, n)
-    pick = _seed_pick(rng, len(ev), n, resample_seeds)  # (n, E)
-    stats = np.nanmean(M[pick.T, np.arange(n)[None, :]], axis=0)
-    full = np.ones((1, ev[0].num_images), dtype=np.int64)
-    est = float(np.nanmean(_metric_matrix(ev, full, metric)))
-    lo, hi = np.nanquantile(stats, [alpha / 2, 1 - alpha / 2])
-    return est, float(lo), float(hi)
-
-
-def paired_bootstrap_delta(
-    eval_a: PerImageEval | Sequence[PerImageEval],
-    eval_b: PerImageEval | Sequence[PerImageEval],
-    n: int = 1000,
-    seed: int = 0,
-    metric: str = "ap",
-    alpha: float = 0.05,
-    resample_seeds: bool = True,
-) -> tuple[float, float, float]:
-    """Paired bootstrap CI of ``AP(A) - AP(B)`` on the same test images.
-
-    Every resample draws ONE multiset of test images and scores both A and B on it, so image
-    difficulty cancels in the difference. With several seeds per side (same length, the study's
-    paired design where seed s of A and of B render the same scenes), seed indices are resampled
-    jointly for A and B.
-
-    Returns:
-        ``(delta, lo, hi)``: ``mean AP(A) - mean AP(B)`` on the original data and the interval.
-    """
-    ea, eb = _as_list(eval_a), _as_list(eval_b)
-    if not np.array_equal(ea[0].img_ids, eb[0].img_ids):
-        raise TwingapError("paired bootstrap needs both models scored on the same test images")
-    W = resample_weights(ea[0].num_images, n, seed)
-    rng = np.random.default_rng([seed, 1])
-    Ma, Mb = _metric_matrix(ea, W, metric), _metric_matrix(eb, W, metric)
-    cols = np.arange(n)[None, :]
-    if len(ea) == len(eb):
-        pick = _seed_pick(rng, len(ea), n, resample_seeds)
-        pa = pb = pick
-    else:
-        pa = _seed_pick(rng, len(ea), n, resample_seeds)
-        pb = _seed_pick(rng, len(eb), n, resample_seeds)
-    deltas = np.nanmean(Ma[pa.T, cols], axis=0) - np.nanmean(Mb[pb.T, cols], axis=0)
-    full = np.ones((1, ea[0].num_images), dtype=np.int64)
-    delta = float(np.nanmean(_metric_matrix(ea, full, metric)) - np.nanmean(_metric_matrix(eb, full, metric)))
-    lo, hi = np.nanquantile(deltas, [alpha / 2, 1 - alpha / 2])
-    return delta, float(lo), float(hi)
