@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from twingap.artifacts import (
-    CONDITION_NAMES,
     Condition,
     apply_condition,
+    condition_names,
     damage,
     get_condition,
     load_artist_hours,
@@ -26,6 +26,8 @@ from twingap.errors import TwingapError
 from twingap.io import sha256_arrays
 
 GOLDEN = Path(__file__).parent / "golden" / "artifacts_box.json"
+SRC = Path(__file__).resolve().parents[1] / "src" / "twingap"
+CONDITION_NAMES = condition_names()
 
 #: The damage measure that must grow strictly with the level, per family.
 MAIN_DAMAGE = {
@@ -98,11 +100,15 @@ def golden_hash(asset: Asset) -> str:
 
 
 def test_catalogue_has_the_13_conditions(catalogue):
-    assert tuple(catalogue) == CONDITION_NAMES
+    assert len(catalogue) == 13 and tuple(catalogue) == CONDITION_NAMES
+    assert CONDITION_NAMES[0] == "clean"  # display order: clean first, then by family
+    # the report's display order: texture, then the ambient levels, then baked light last
+    assert CONDITION_NAMES[-3:] == ("ambient-1", "ambient-2", "baked-light")
     hours = load_artist_hours()
     for name, cond in catalogue.items():
         assert cond.name == name
         assert cond.artist_hours == hours[name] >= 0
+        assert cond.description and "\n" not in cond.description
         json.dumps(cond.to_dict())
         assert Condition.from_dict(json.loads(json.dumps(cond.to_dict()))) == cond
     assert catalogue["clean"].level == 0
@@ -116,6 +122,34 @@ def test_catalogue_has_the_13_conditions(catalogue):
     for fam in ("noise", "holes", "texture"):
         h = [catalogue[f"{fam}-{k}"].artist_hours for k in (1, 2, 3)]
         assert h == sorted(h) and h[0] > 0
+
+
+def test_one_catalogue_is_read_by_study_cost_and_gallery(catalogue):
+    from twingap.artifacts.gallery import gallery_rows
+    from twingap.study.config import StudyConfig
+    from twingap.study.cost import artist_hours
+
+    cfg = StudyConfig()
+    assert tuple(cfg.conditions) == CONDITION_NAMES
+    assert artist_hours(cfg) == {n: c.artist_hours for n, c in catalogue.items()}
+    shown = [n for _, names in gallery_rows(catalogue) for n in names if n != "clean"]
+    assert sorted(shown) == sorted(CONDITION_NAMES[1:])  # every condition once in the gallery
+
+
+def test_no_source_module_lists_conditions():
+    """Condition names are defined in configs/conditions.toml only: no module holds a list of them.
+
+    A string literal naming a condition other than ``clean`` (the reference) may appear, but at
+    most one per module (e.g. the ``tiny`` preset's one damaged condition).
+    """
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in CONDITION_NAMES[1:]:
+                found.setdefault(str(path.relative_to(SRC)), set()).add(node.value)
+    assert {f: sorted(n) for f, n in found.items() if len(n) > 1} == {}
 
 
 def test_unknown_condition_lists_valid_names(catalogue):
@@ -141,15 +175,35 @@ def test_artist_hours_validation(tmp_path, text, match):
 
 
 def test_catalogue_needs_hours_for_every_condition(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[conditions.clean]\nfamily = "clean"\nlevel = 0\n')
+    with pytest.raises(TwingapError, match="has no artist hours"):
+        load_catalogue(path)
+
+
+def test_hours_table_overrides_and_names_known_conditions(tmp_path):
     path = tmp_path / "hours.toml"
-    path.write_text("[clean]\nhours = 0.0\n")
-    with pytest.raises(TwingapError, match="has no artist-hours entry"):
+    path.write_text("[noise-1]\nhours = 7.5\n")
+    cat = load_catalogue(hours_path=path)
+    assert cat["noise-1"].artist_hours == 7.5
+    assert cat["noise-2"].artist_hours == load_artist_hours()["noise-2"]
+    path.write_text("[noise_1]\nhours = 7.5\n")
+    with pytest.raises(TwingapError, match=r"unknown key 'noise_1' \(did you mean 'noise-1'\?\)"):
         load_catalogue(hours_path=path)
+
+
+def test_catalogue_rejects_unknown_key(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[conditions.clean]\nfamily = "clean"\nhours = 0.0\nlevle = 0\n')
+    with pytest.raises(
+        TwingapError, match=r"\[conditions.clean\]: unknown key 'levle' \(did you mean 'level'\?\)"
+    ):
+        load_catalogue(path)
 
 
 def test_catalogue_rejects_unknown_family(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('[conditions.clean]\nfamily = "sparkle"\nlevel = 1\n')
+    path.write_text('[conditions.clean]\nfamily = "sparkle"\nlevel = 1\nhours = 0.0\n')
     with pytest.raises(TwingapError, match="unknown family 'sparkle'"):
         load_catalogue(path)
 

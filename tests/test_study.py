@@ -91,9 +91,7 @@ def test_bad_config_is_one_line_exit_2(tmp_path, capsys, body, message):
 
 def test_negative_hours_in_hours_table(tmp_path, capsys):
     table = tmp_path / "hours.toml"
-    src = (REPO / "src/twingap/configs/artist_hours.toml").read_text()
-    table.write_text(src.replace("[noise-1]\nhours = 2.0", "[noise-1]\nhours = -2.0"))
-    assert "hours = -2.0" in table.read_text()
+    table.write_text('[noise-2]\nhours = 2.0\nrationale = "fine"\n\n[noise-1]\nhours = -2.0\n')
     cfg = fake_config(tmp_path, f'[cost]\nartist_hours = "{table}"\n')
     code = main(["study", "--config", str(cfg), "-o", str(tmp_path / "run")])
     assert code == 2

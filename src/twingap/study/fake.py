@@ -53,6 +53,7 @@ class FakeStages(Stages):
 
     name = "fake"
     is_fake = True
+    train_knobs = ("fake_fail", "fake_sleep")
     n_test_images = 24
     frames_per_scene = 4
 
