@@ -98,11 +98,11 @@ def test_bad_config_is_one_line_exit_2(tmp_path, capsys, body, message):
         ),
         (
             "[render]\noptions = { msa = 2 }\n",
-            "[render] options of backend 'raster': unknown key 'msa' (did you mean 'msaa'?)",
+            "[render] options: unknown raster option(s) ['msa'] (did you mean 'msaa'?)",
         ),
         (
             '[render]\nbackend = "cycles"\noptions = { sample = 2 }\n',
-            "unknown key 'sample' (did you mean 'samples'?)",
+            "[render] options: unknown Cycles option(s) ['sample'] (did you mean 'samples'?)",
         ),
         (
             "[train]\noverrides = { iterations = 0 }\n",
