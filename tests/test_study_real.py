@@ -2,7 +2,9 @@
 
 Twins of 3 frames of video 0001 (no calibration), 4 sampled + 4 composed training scenes at
 160x120, conditions clean and texture-3, 4 training iterations, 2 + 3 real test frames. It checks
-the plumbing, not the numbers (4 iterations learn nothing).
+the plumbing, not the numbers (4 iterations learn nothing, so every AP is 0): the scores must be
+those of the stored predictions, the predictions those of the stored final model, and the two
+conditions must render the same scenes (the paired design).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from twingap.cli import main
+from twingap.evaluate.coco_map import evaluate_coco
 
 pytest.importorskip("moderngl")
 
@@ -45,14 +48,40 @@ def test_every_stage_ran(tiny_run):
         metrics = json.loads((job / "metrics.json").read_text())
         for ts in ("ycb-real", "held-out-0002"):
             preds = json.loads((job / "preds" / f"{ts}.json").read_text())
-            assert isinstance(preds, list)
-            assert all({"image_id", "category_id", "bbox", "score", "segmentation"} <= set(p) for p in preds)
+            gt = json.loads((tiny_run / "testsets" / ts / "gt.json").read_text())
+            assert preds and {p["image_id"] for p in preds} <= {im["id"] for im in gt["images"]}
+            # the job's scores are COCO's (pycocotools) on its stored predictions and scored categories
+            ref = evaluate_coco(gt, preds, cat_ids=metrics[ts]["categories"], backend="pycocotools")
             for iou in ("bbox", "segm"):
-                assert 0 <= metrics[ts][iou]["AP"] <= 1
-    # the two conditions rendered the same scenes; the damaged textures changed the pixels
+                for k in ("AP", "AP50", "AP75"):
+                    assert metrics[ts][iou][k] == pytest.approx(ref[iou][k] or 0.0, abs=1e-9), (
+                        cond,
+                        ts,
+                        iou,
+                        k,
+                    )
+    # paired design: both conditions rendered the same scenes; a texture blur leaves every object's
+    # geometry, so the annotations (boxes, visible masks) are identical while the pixels differ
+    clean, blurred = (
+        json.loads((tiny_run / "datasets" / c / "coco.json").read_text()) for c in ("clean", "texture-3")
+    )
+    assert [im["file_name"] for im in clean["images"]] == [im["file_name"] for im in blurred["images"]]
+    assert clean["annotations"] == blurred["annotations"] and len(clean["annotations"]) > 11
     a = (tiny_run / "datasets" / "clean" / "images" / "000000.png").read_bytes()
     b = (tiny_run / "datasets" / "texture-3" / "images" / "000000.png").read_bytes()
     assert a != b
+
+
+def test_predictions_are_the_final_models(tiny_run, tmp_path):
+    """Predicting again with the stored final model reproduces the stored predictions exactly."""
+    from twingap.study.config import preset
+    from twingap.study.real import RealStages
+
+    job = tiny_run / "jobs" / "clean__s0"
+    for ts in ("ycb-real", "held-out-0002"):
+        out = tmp_path / f"{ts}.json"
+        RealStages().predict(preset("tiny"), job / "model", tiny_run / "testsets" / ts, out)
+        assert json.loads(out.read_text()) == json.loads((job / "preds" / f"{ts}.json").read_text())
 
 
 def test_test_sets_score_only_trained_categories(tiny_run):

@@ -1,9 +1,10 @@
-"""Conditions, the catalogue, and the seeded application of artifact operations.
+"""Artifact families and the seeded application of a condition to an asset.
 
-A :class:`Condition` is frozen, JSON-serialisable data: the name used everywhere in the study
+A :class:`~twingap.artifacts.catalogue.Condition` (defined in :mod:`.catalogue`, the one list of
+the study's conditions) is frozen, JSON-serialisable data: the name used everywhere in the study
 (``"noise-2"``), the family that implements it, its level (0 = identity), the op's parameters,
 the artist-hours estimate to fix it, and render-time parameters (only the ``ambient`` family
-uses those). Parameters are sampled/declared apart from application (as in kornia):
+uses those). Parameters are declared apart from application (as in kornia):
 :func:`apply_condition` is a pure function ``(asset, condition, seed) -> asset``.
 
 Family modules (one per family) register an ``apply(asset, params, rng) -> Asset`` and a
@@ -25,35 +26,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from twingap.artifacts.catalogue import Condition as Condition
+from twingap.artifacts.catalogue import get_condition as get_condition
+from twingap.artifacts.catalogue import load_artist_hours as load_artist_hours
+from twingap.artifacts.catalogue import load_catalogue as load_catalogue
 from twingap.assets.asset import Asset
 from twingap.errors import TwingapError
-
-#: The 13 condition names of the study, in display order.
-CONDITION_NAMES: tuple[str, ...] = (
-    "clean",
-    "noise-1",
-    "noise-2",
-    "noise-3",
-    "holes-1",
-    "holes-2",
-    "holes-3",
-    "texture-1",
-    "texture-2",
-    "texture-3",
-    "baked-light",
-    "ambient-1",
-    "ambient-2",
-)
 
 ApplyFn = Callable[[Asset, dict, np.random.Generator], Asset]
 DamageFn = Callable[[Asset, Asset, dict], dict]
@@ -77,7 +61,8 @@ def register_family(name: str, apply: ApplyFn, damage: DamageFn) -> None:
     FAMILIES[name] = Family(name, apply, damage)
 
 
-def _families() -> dict[str, Family]:
+def families() -> dict[str, Family]:
+    """The registered families by name (the built-in ones registered on first use)."""
     if not FAMILIES:
         from twingap.artifacts import ambient, baked_light, holes, mesh_noise, texture_blur
 
@@ -88,169 +73,6 @@ def _families() -> dict[str, Family]:
         register_family("baked_light", baked_light.apply, baked_light.damage)
         register_family("ambient", ambient.apply, ambient.damage)
     return FAMILIES
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One artifact condition of the study.
-
-    Attributes:
-        name: Condition name, e.g. ``"noise-2"`` (see :data:`CONDITION_NAMES`).
-        family: Family implementing it (``"clean"``, ``"noise"``, ``"holes"``, ``"texture"``,
-            ``"baked_light"``, ``"ambient"``).
-        level: Severity level; 0 is the identity.
-        params: The op's parameters (JSON-serialisable; do not mutate).
-        artist_hours: Estimated artist hours to fix this artifact on one object.
-        render_params: Render-time parameters; for ``ambient-N`` ``{"ambient_add": float}`` (extra
-            uniform ambient light the renderer adds to the scene's ambient term), else empty.
-    """
-
-    name: str
-    family: str
-    level: int
-    params: dict = field(default_factory=dict)
-    artist_hours: float = 0.0
-    render_params: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """Plain-JSON form (a deep copy)."""
-        return {
-            "name": self.name,
-            "family": self.family,
-            "level": int(self.level),
-            "params": copy.deepcopy(self.params),
-            "artist_hours": float(self.artist_hours),
-            "render_params": copy.deepcopy(self.render_params),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Condition:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            TwingapError: If a field is missing or has the wrong type.
-        """
-        try:
-            cond = cls(
-                name=str(d["name"]),
-                family=str(d["family"]),
-                level=int(d["level"]),
-                params=copy.deepcopy(dict(d.get("params", {}))),
-                artist_hours=float(d.get("artist_hours", 0.0)),
-                render_params=copy.deepcopy(dict(d.get("render_params", {}))),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TwingapError(f"invalid condition {d.get('name')!r}: {exc!r}") from exc
-        json.dumps(cond.params)  # must stay JSON-serialisable
-        return cond
-
-
-def _config_path(filename: str) -> Path:
-    return Path(str(resources.files("twingap") / "configs" / filename))
-
-
-def _read_toml(path: Path) -> dict:
-    if not path.is_file():
-        raise TwingapError("config file not found", path)
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TwingapError(f"not valid TOML ({exc})", path) from exc
-
-
-def load_artist_hours(path: str | Path | None = None) -> dict[str, float]:
-    """Read the artist-hours table (default: the packaged ``configs/artist_hours.toml``).
-
-    The file has one table per condition name with ``hours`` (float >= 0) and ``rationale``.
-
-    Returns:
-        Condition name -> hours.
-
-    Raises:
-        TwingapError: If the file is missing or invalid, an entry lacks ``hours``, or hours are
-            negative or not finite.
-    """
-    path = Path(path) if path is not None else _config_path("artist_hours.toml")
-    data = _read_toml(path)
-    out: dict[str, float] = {}
-    for name, entry in data.items():
-        if not isinstance(entry, dict) or "hours" not in entry:
-            raise TwingapError(f"artist hours for {name!r}: missing 'hours'", path)
-        try:
-            hours = float(entry["hours"])
-        except (TypeError, ValueError) as exc:
-            raise TwingapError(f"artist hours for {name!r}: not a number ({entry['hours']!r})", path) from exc
-        if not np.isfinite(hours) or hours < 0:
-            raise TwingapError(f"artist hours for {name!r}: must be finite and >= 0, got {hours}", path)
-        out[name] = hours
-    return out
-
-
-def load_catalogue(
-    path: str | Path | None = None, hours_path: str | Path | None = None
-) -> dict[str, Condition]:
-    """Read the condition catalogue (default: the packaged ``configs/conditions.toml``).
-
-    Args:
-        path: A conditions TOML file (``[conditions.<name>]`` tables with ``family``, ``level``,
-            ``params`` and optional ``render_params``).
-        hours_path: The artist-hours TOML (default: the packaged one).
-
-    Returns:
-        Condition name -> :class:`Condition`, in file order.
-
-    Raises:
-        TwingapError: If a file is invalid, a family is unknown, or a condition has no hours.
-    """
-    path = Path(path) if path is not None else _config_path("conditions.toml")
-    data = _read_toml(path).get("conditions")
-    if not isinstance(data, dict) or not data:
-        raise TwingapError("no [conditions.<name>] tables", path)
-    hours = load_artist_hours(hours_path)
-    families = _families()
-    out: dict[str, Condition] = {}
-    for name, entry in data.items():
-        family = entry.get("family")
-        if family not in families:
-            raise TwingapError(
-                f"condition {name!r}: unknown family {family!r} (have: {', '.join(sorted(families))})", path
-            )
-        if name not in hours:
-            raise TwingapError(
-                f"condition {name!r} has no artist-hours entry", hours_path or "artist_hours.toml"
-            )
-        try:
-            level = int(entry.get("level", 0))
-        except (TypeError, ValueError) as exc:
-            raise TwingapError(f"condition {name!r}: level must be an integer", path) from exc
-        out[name] = Condition(
-            name=name,
-            family=family,
-            level=level,
-            params=copy.deepcopy(dict(entry.get("params", {}))),
-            artist_hours=hours[name],
-            render_params=copy.deepcopy(dict(entry.get("render_params", {}))),
-        )
-    return out
-
-
-_DEFAULT_CATALOGUE: dict[str, Condition] | None = None
-
-
-def get_condition(name: str, catalogue: dict[str, Condition] | None = None) -> Condition:
-    """Look a condition up by name (default: the packaged catalogue).
-
-    Raises:
-        TwingapError: If the name is unknown (the message lists the valid names).
-    """
-    global _DEFAULT_CATALOGUE
-    if catalogue is None:
-        if _DEFAULT_CATALOGUE is None:
-            _DEFAULT_CATALOGUE = load_catalogue()
-        catalogue = _DEFAULT_CATALOGUE
-    if name not in catalogue:
-        raise TwingapError(f"unknown condition {name!r} (valid: {', '.join(catalogue)})")
-    return catalogue[name]
 
 
 def stable_hash(text: str) -> int:
@@ -288,14 +110,14 @@ def apply_condition(asset: Asset, condition: Condition, seed: int) -> Asset:
     Raises:
         TwingapError: If the condition's family is unknown or its parameters are invalid.
     """
-    families = _families()
-    if condition.family not in families:
+    fams = families()
+    if condition.family not in fams:
         raise TwingapError(f"condition {condition.name!r}: unknown family {condition.family!r}")
     if condition.level == 0 or condition.family == "clean":
         result = asset
     else:
         rng = condition_rng(asset.name, condition, seed)
-        result = families[condition.family].apply(asset, condition.params, rng)
+        result = fams[condition.family].apply(asset, condition.params, rng)
     record = {
         "name": condition.name,
         "family": condition.family,
@@ -315,12 +137,12 @@ def damage(before: Asset, after: Asset, condition: Condition) -> dict[str, float
     Returns:
         Family-specific measures (see the module table); ``{}`` for ``clean``.
     """
-    families = _families()
-    if condition.family not in families:
+    fams = families()
+    if condition.family not in fams:
         raise TwingapError(f"condition {condition.name!r}: unknown family {condition.family!r}")
     if condition.level == 0 or condition.family == "clean":
         return {}
-    out = families[condition.family].damage(before, after, condition.params)
+    out = fams[condition.family].damage(before, after, condition.params)
     return {k: float(v) for k, v in out.items()}
 
 

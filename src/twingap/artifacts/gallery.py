@@ -1,9 +1,9 @@
 """A contact sheet of one object under all conditions (for looking at the artifacts).
 
-Rows are families, each starting with the clean object so a level compares with the one
-before it: ``noise``, ``holes``, ``texture``, and ``light`` (``baked-light``, ``ambient-1``,
-``ambient-2``). Every tile is rendered by :class:`twingap.render.raster.RasterRenderer` from the
-same camera (OpenCV convention, looking at the clean object's bounding-box centre from
+Rows are families, each starting with the clean object so a level compares with the one before
+it: ``noise``, ``holes``, ``texture``, and ``light`` (baked light, then the ambient levels; see
+:data:`ROW_FAMILIES`). Every tile is rendered by :class:`twingap.render.raster.RasterRenderer`
+from the same camera (OpenCV convention, looking at the clean object's bounding-box centre from
 ``elevation_deg`` above the object's x-y plane) with one directional key light; ambient
 conditions add their ``ambient_add`` to the scene's ambient term, as the dataset renderer does.
 """
@@ -14,16 +14,32 @@ from pathlib import Path
 
 import numpy as np
 
-from twingap.artifacts.base import Condition, apply_condition, damage, load_catalogue
+from twingap.artifacts.base import apply_condition, damage
+from twingap.artifacts.catalogue import Condition, load_catalogue
 from twingap.assets.asset import Asset
 
-#: Gallery rows: (label, condition names); "clean" heads every row.
-GALLERY_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("noise", ("clean", "noise-1", "noise-2", "noise-3")),
-    ("holes", ("clean", "holes-1", "holes-2", "holes-3")),
-    ("texture", ("clean", "texture-1", "texture-2", "texture-3")),
-    ("light", ("clean", "baked-light", "ambient-1", "ambient-2")),
-)
+#: Gallery rows: row label -> the families shown in it, in tile order ("clean" heads every row).
+ROW_FAMILIES: dict[str, tuple[str, ...]] = {
+    "noise": ("noise",),
+    "holes": ("holes",),
+    "texture": ("texture",),
+    "light": ("baked_light", "ambient"),
+}
+
+
+def gallery_rows(catalogue: dict[str, Condition]) -> list[tuple[str, tuple[str, ...]]]:
+    """The sheet's rows: (label, condition names), ``"clean"`` heading each.
+
+    After ``"clean"``, a row holds its families' conditions in :data:`ROW_FAMILIES` order, each
+    family in catalogue (display) order. Rows without a condition are left out.
+    """
+    rows = []
+    for label, fams in ROW_FAMILIES.items():
+        names = [n for fam in fams for n, c in catalogue.items() if c.family == fam and n != "clean"]
+        if names:
+            rows.append((label, ("clean", *names)))
+    return rows
+
 
 #: Camera zoom per row (the texture row is seen closer so that a 1-texel blur shows).
 ROW_ZOOM: dict[str, float] = {"texture": 2.5}
@@ -109,9 +125,11 @@ def render_gallery(
     catalogue = catalogue or load_catalogue()
     renderer = RasterRenderer(size, size)
     label_h = 22
-    rows = [names for _, names in GALLERY_ROWS]
-    zooms = [ROW_ZOOM.get(label, 1.0) for label, _ in GALLERY_ROWS]
-    sheet = Image.new("RGB", (size * 4, (size + label_h) * len(rows)), (255, 255, 255))
+    labelled = gallery_rows(catalogue)
+    rows = [names for _, names in labelled]
+    zooms = [ROW_ZOOM.get(label, 1.0) for label, _ in labelled]
+    width = size * max(len(names) for names in rows)
+    sheet = Image.new("RGB", (width, (size + label_h) * len(rows)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     damages: dict[str, dict[str, float]] = {}
     cache: dict[tuple[str, float], np.ndarray] = {}

@@ -78,14 +78,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except _click_exception_types() as exc:  # usage errors: click's usage line + "Error: ...", exit 2
+        exc.show()  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
     return 0
+
+
+def _click_exception_types() -> tuple[type[Exception], ...]:
+    """``ClickException`` of every click the CLI may run on.
+
+    typer >= 0.29 vendors click as ``typer._click`` (its exceptions are not ``click``'s); older
+    typer uses ``click`` itself. Both are caught so that a usage mistake (unknown command or
+    option, missing argument) prints the usage line and exits 2 with either.
+    """
+    import importlib
+
+    found: list[type[Exception]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 def entry() -> None:

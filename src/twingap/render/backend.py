@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from twingap.assets.asset import Asset
+from twingap.configfile import did_you_mean
 from twingap.errors import TwingapError
 from twingap.render.scene import SceneSpec
 
@@ -160,4 +161,5 @@ def check_options(name: str, options: dict[str, Any]) -> None:
     have = [k for k in params if k not in ("self", "width", "height")]
     unknown = sorted(set(options) - set(have))
     if unknown:
-        raise TwingapError(f"unknown {name} option(s) {unknown} (have: {', '.join(have)})")
+        hint = did_you_mean(unknown[0], have)
+        raise TwingapError(f"unknown {name} option(s) {unknown}{hint} (have: {', '.join(have)})")

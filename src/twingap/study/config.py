@@ -46,8 +46,8 @@ TOML layout (every key optional; a ``preset`` key picks the starting point)::
     pool_seed_variance = true
 
     [cost]
-    artist_hours = "configs/artist_hours.toml"   # optional; default: the package table
-    hours = { "texture-3" = 8.0 }                # optional per-condition overrides
+    artist_hours = "my_hours.toml"   # optional [<condition>] hours = ...; default: the catalogue's
+    hours = { "texture-3" = 8.0 }    # optional per-condition overrides
 
     [executor]
     workers = 1
@@ -58,31 +58,22 @@ TOML layout (every key optional; a ``preset`` key picks the starting point)::
 from __future__ import annotations
 
 import copy
-import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from twingap.configfile import check_keys, did_you_mean, read_toml
 from twingap.errors import TwingapError
 
-#: The study's 13 conditions, in report order (the artifact catalogue is the authority when present).
-DEFAULT_CONDITIONS: tuple[str, ...] = (
-    "clean",
-    "noise-1",
-    "noise-2",
-    "noise-3",
-    "holes-1",
-    "holes-2",
-    "holes-3",
-    "texture-1",
-    "texture-2",
-    "texture-3",
-    "ambient-1",
-    "ambient-2",
-    "baked-light",
-)
-
 TEST_SET_KINDS = ("twinned", "heldout", "user")
+
+
+def _all_conditions() -> list[str]:
+    """Every catalogue condition, in display order (the default of :attr:`StudyConfig.conditions`)."""
+    from twingap.artifacts.catalogue import condition_names
+
+    return list(condition_names())
 
 
 def _sample_root() -> Path:
@@ -228,7 +219,7 @@ class StudyConfig:
     """
 
     name: str = "custom"
-    conditions: list[str] = field(default_factory=lambda: list(DEFAULT_CONDITIONS))
+    conditions: list[str] = field(default_factory=_all_conditions)
     seeds: list[int] = field(default_factory=lambda: [0])
     frames_root: str = ""
     models_root: str = ""
@@ -310,10 +301,8 @@ class StudyConfig:
 
 
 def _check_keys(d: dict, klass: type, what: str, source: str | Path | None) -> None:
-    allowed = {f.name for f in fields(klass)} | ({"preset"} if klass is StudyConfig else set())
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise TwingapError(f"{what}: unknown key(s) {unknown} (allowed: {sorted(allowed)})", source)
+    allowed = [f.name for f in fields(klass)] + (["preset"] if klass is StudyConfig else [])
+    check_keys(d, allowed, what, source)
 
 
 # ---------------------------------------------------------------------- presets
@@ -328,79 +317,98 @@ def _sample_test_sets() -> list[TestSetConfig]:
     ]
 
 
-def preset(name: str) -> StudyConfig:
-    """Return a preset configuration.
+def _quick() -> StudyConfig:
+    """The ``quick`` preset: the whole study on the shipped sample for a 2-core CPU.
 
-    * ``quick``: 13 conditions x 1 seed (+ one extra clean seed for the noise level) on the shipped
-      sample for a 2-core CPU: 40 twins + 120 sampled views + 160 composed layouts at 320x240, the
-      training stage's ``quick`` recipe (MobileNetV2-FPN Mask R-CNN, frozen cached body), two
-      single-threaded jobs side by side. Twinned test set: videos 0000 + 0001 (40 frames);
-      held-out: video 0002 (20 frames, 6 objects, 5 of them only in composed layouts).
-    * ``paper``: the paper's scale for a GPU (ResNet-50-FPN, thousands of iterations, 640x480
-      renders, 3 seeds, more scenes).
-    * ``tiny``: a miniature for tests and smoke runs (2 conditions, tiny images, a few iterations).
+    13 conditions x 3 seeds (every condition with every seed: the seed sd of each paired
+    difference is measured, and the report's split-half check has two halves): 40 twins + 120 sampled
+    views + 160 composed layouts at 320x240, the training stage's ``quick`` recipe (MobileNetV2-FPN
+    Mask R-CNN, frozen cached body), two single-threaded jobs side by side. Twinned test set: videos
+    0000 + 0001 (40 frames); held-out: video 0002 (20 frames, 6 objects, 5 of them only in composed
+    layouts).
+    """
+    return StudyConfig(
+        name="quick",
+        seeds=[0, 1, 2],
+        test_sets=_sample_test_sets(),
+        scenes=ScenesConfig(include_twins=True, twin_views=120, composed=160, width=320, height=240),
+        # msaa=1: llvmpipe's MSAA resolve cost 0.13 s of 0.23 s per 320x240 image
+        render=RenderSection(options={"msaa": 1}),
+        train=TrainSection(preset="quick"),
+        # two single-threaded jobs side by side: on a shared 2-core CPU one torch thread per
+        # process beats two (OpenMP barriers stall under contention; see TrainConfig.threads)
+        executor=ExecutorConfig(workers=2, cpus_per_job=1, gpus_per_job=0),
+    )
+
+
+def _paper() -> StudyConfig:
+    """The ``paper`` preset: the paper's scale for a GPU.
+
+    ResNet-50-FPN, thousands of iterations, 640x480 renders, 3 seeds, more scenes.
+    """
+    return StudyConfig(
+        name="paper",
+        seeds=[0, 1, 2],
+        test_sets=_sample_test_sets(),
+        scenes=ScenesConfig(twin_views=1000, composed=1000, width=640, height=480),
+        train=TrainSection(preset="paper"),
+        executor=ExecutorConfig(workers=1, cpus_per_job=8, gpus_per_job=1),
+    )
+
+
+def _tiny() -> StudyConfig:
+    """The ``tiny`` preset: a miniature for tests and smoke runs.
+
+    2 conditions, tiny images, a few training iterations.
+    """
+    return StudyConfig(
+        name="tiny",
+        conditions=["clean", "texture-3"],
+        seeds=[0],
+        test_sets=[
+            TestSetConfig(name="ycb-real", kind="twinned", max_frames=2),
+            TestSetConfig(name="held-out-0002", kind="heldout", videos=["0002"], max_frames=3),
+        ],
+        twin_videos=["0001"],
+        scenes=ScenesConfig(
+            twin_views=4,
+            composed=4,
+            width=160,
+            height=120,
+            objects_per_scene=(2, 3),
+            max_twin_frames=3,
+            calibrate=False,
+        ),
+        train=TrainSection(
+            preset="quick",
+            overrides={
+                "iterations": 4,
+                "batch_size": 2,
+                "image_size": [160, 120],
+                "aug_variants": 1,
+                "warmup_iters": 1,
+                "checkpoint_every": 2,
+            },
+        ),
+        executor=ExecutorConfig(workers=1, cpus_per_job=1),
+    )
+
+
+#: Study presets by name: each builds a fresh :class:`StudyConfig` (add one by adding an entry).
+PRESETS: dict[str, Callable[[], StudyConfig]] = {"quick": _quick, "paper": _paper, "tiny": _tiny}
+
+
+def preset(name: str) -> StudyConfig:
+    """A fresh copy of the preset ``name`` (see :data:`PRESETS`).
 
     Raises:
         TwingapError: For an unknown preset name.
     """
-    if name == "quick":
-        return StudyConfig(
-            name="quick",
-            seeds=[0],
-            test_sets=_sample_test_sets(),
-            scenes=ScenesConfig(include_twins=True, twin_views=120, composed=160, width=320, height=240),
-            # msaa=1: llvmpipe's MSAA resolve cost 0.13 s of 0.23 s per 320x240 image
-            render=RenderSection(options={"msaa": 1}),
-            train=TrainSection(preset="quick"),
-            # two single-threaded jobs side by side: on a shared 2-core CPU one torch thread per
-            # process beats two (OpenMP barriers stall under contention; see TrainConfig.threads)
-            executor=ExecutorConfig(workers=2, cpus_per_job=1, gpus_per_job=0),
+    if name not in PRESETS:
+        raise TwingapError(
+            f"unknown study preset {name!r}{did_you_mean(name, PRESETS)} (have: {', '.join(PRESETS)})"
         )
-    if name == "paper":
-        return StudyConfig(
-            name="paper",
-            seeds=[0, 1, 2],
-            test_sets=_sample_test_sets(),
-            scenes=ScenesConfig(twin_views=1000, composed=1000, width=640, height=480),
-            train=TrainSection(preset="paper"),
-            executor=ExecutorConfig(workers=1, cpus_per_job=8, gpus_per_job=1),
-        )
-    if name == "tiny":
-        return StudyConfig(
-            name="tiny",
-            conditions=["clean", "texture-3"],
-            seeds=[0],
-            test_sets=[
-                TestSetConfig(name="ycb-real", kind="twinned", max_frames=2),
-                TestSetConfig(name="held-out-0002", kind="heldout", videos=["0002"], max_frames=3),
-            ],
-            twin_videos=["0001"],
-            scenes=ScenesConfig(
-                twin_views=4,
-                composed=4,
-                width=160,
-                height=120,
-                objects_per_scene=(2, 3),
-                max_twin_frames=3,
-                calibrate=False,
-            ),
-            train=TrainSection(
-                preset="quick",
-                overrides={
-                    "iterations": 4,
-                    "batch_size": 2,
-                    "image_size": [160, 120],
-                    "aug_variants": 1,
-                    "warmup_iters": 1,
-                    "checkpoint_every": 2,
-                },
-            ),
-            executor=ExecutorConfig(workers=1, cpus_per_job=1),
-        )
-    raise TwingapError(f"unknown study preset {name!r} (have: quick, paper, tiny)")
-
-
-PRESETS = ("quick", "paper", "tiny")
+    return PRESETS[name]()
 
 
 # ---------------------------------------------------------------------- loading + validation
@@ -432,12 +440,7 @@ def load_study_config(path: str | Path | None = None, preset_name: str | None = 
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise TwingapError("study config not found", path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise TwingapError(f"not valid TOML ({exc})", path) from exc
+        data = read_toml(path, "study config")
     file_preset = data.pop("preset", None)
     name = preset_name or file_preset or "quick"
     base = preset(name).to_dict()
@@ -446,7 +449,7 @@ def load_study_config(path: str | Path | None = None, preset_name: str | None = 
         merged["name"] = f"{name}+{path.stem}"
     cfg = StudyConfig.from_dict(merged, path)
     if cfg.conditions == "all":  # type: ignore[comparison-overlap]
-        cfg.conditions = list(DEFAULT_CONDITIONS)
+        cfg.conditions = _all_conditions()
     _resolve_relative(cfg, path)
     validate(cfg, path)
     return cfg
@@ -472,15 +475,6 @@ def _resolve_relative(cfg: StudyConfig, path: Path | None) -> None:
         ts.root = fix(ts.root)
 
 
-def known_conditions() -> list[str]:
-    """Condition names of the artifact catalogue (or the study's 13 when it is not installed)."""
-    try:
-        from twingap.artifacts.base import load_catalogue
-    except ImportError:
-        return list(DEFAULT_CONDITIONS)
-    return list(load_catalogue())
-
-
 def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
     """Check a configuration; fix the order of conditions (``clean`` first).
 
@@ -492,10 +486,12 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
     """
     if isinstance(cfg.conditions, str):
         raise TwingapError('conditions must be a list of names or "all"', source)
-    known = known_conditions()
-    unknown = [c for c in cfg.conditions if c not in known]
-    if unknown:
-        raise TwingapError(f"unknown condition(s) {unknown} (known: {', '.join(known)})", source)
+    known = _all_conditions()
+    for cond in cfg.conditions:
+        if cond not in known:
+            raise TwingapError(
+                f"unknown condition {cond!r}{did_you_mean(cond, known)} (known: {', '.join(known)})", source
+            )
     if len(set(cfg.conditions)) != len(cfg.conditions):
         raise TwingapError("conditions are listed twice", source)
     cfg.conditions = ["clean"] + [c for c in cfg.conditions if c != "clean"]
@@ -503,17 +499,8 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
         raise TwingapError("seeds must be a non-empty list of non-negative integers", source)
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise TwingapError("seeds are listed twice", source)
-    from twingap.render.backend import BACKENDS, check_backend, check_options
-
-    if cfg.render.backend not in BACKENDS:
-        raise TwingapError(
-            f"[render] backend {cfg.render.backend!r} is unknown (have: {', '.join(BACKENDS)})", source
-        )
-    check_backend(cfg.render.backend)  # e.g. cycles without bpy: one line with the install hint
-    try:
-        check_options(cfg.render.backend, cfg.render.options)
-    except TwingapError as exc:
-        raise TwingapError(f"[render] options: {exc.message}", source) from None
+    _validate_train(cfg, source)
+    _validate_render(cfg, source)
     if not cfg.test_sets:
         raise TwingapError("the study needs at least one test set ([[test_sets]])", source)
     names = [ts.name for ts in cfg.test_sets]
@@ -557,9 +544,8 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
         raise TwingapError("stats.min_scenes must be at least 2", source)
     if cfg.executor.workers < 1:
         raise TwingapError("executor.workers must be at least 1", source)
+    check_keys(cfg.cost.hours, known, "[cost] hours", source)
     for cond, hours in cfg.cost.hours.items():
-        if cond not in known:
-            raise TwingapError(f"cost.hours: unknown condition {cond!r}", source)
         if not isinstance(hours, int | float) or isinstance(hours, bool) or hours < 0:
             raise TwingapError(f"cost.hours: hours for {cond!r} must be a number >= 0, got {hours!r}", source)
     if cfg.cost.artist_hours and not Path(cfg.cost.artist_hours).is_file():
@@ -571,6 +557,49 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
 
     artist_hours(cfg)
     return cfg
+
+
+def _validate_train(cfg: StudyConfig, source: str | Path | None) -> None:
+    """``[train]``: a known training preset; ``overrides`` are its fields (or knobs of the stages)."""
+    from twingap.study.stages import load_stages
+    from twingap.train.config import PRESETS as TRAIN_PRESETS
+    from twingap.train.config import TrainConfig
+
+    name = cfg.train.preset
+    if name not in TRAIN_PRESETS:
+        raise TwingapError(
+            f"[train] preset {name!r} is unknown{did_you_mean(name, TRAIN_PRESETS)} "
+            f"(have: {', '.join(TRAIN_PRESETS)})",
+            source,
+        )
+    knobs = load_stages(cfg.stages).train_knobs
+    allowed = [f.name for f in fields(TrainConfig)] + list(knobs)
+    check_keys(cfg.train.overrides, allowed, "[train] overrides", source)
+    options = {k: v for k, v in cfg.train.overrides.items() if k not in knobs}
+    try:
+        TRAIN_PRESETS[name].replace(**options)
+    except TwingapError as exc:
+        raise TwingapError(f"[train] overrides: {exc.message}", source) from exc
+    except (TypeError, ValueError) as exc:
+        raise TwingapError(f"[train] overrides: invalid value ({exc})", source) from exc
+
+
+def _validate_render(cfg: StudyConfig, source: str | Path | None) -> None:
+    """``[render]``: a known backend whose options are valid and that can run here."""
+    from twingap.render.backend import BACKENDS, check_backend, check_options
+
+    backend = cfg.render.backend
+    if backend not in BACKENDS:
+        raise TwingapError(
+            f"[render] backend {backend!r} is unknown{did_you_mean(backend, BACKENDS)} "
+            f"(have: {', '.join(BACKENDS)})",
+            source,
+        )
+    try:  # before check_backend: a typo in the file is reported even where the backend cannot run
+        check_options(backend, cfg.render.options)
+    except TwingapError as exc:
+        raise TwingapError(f"[render] options: {exc.message}", source) from None
+    check_backend(backend)  # e.g. cycles without bpy: one line with the install hint
 
 
 def config_to_toml(cfg: StudyConfig) -> str:

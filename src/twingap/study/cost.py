@@ -9,82 +9,31 @@ the benefit is the interval of the difference divided by the (fixed) hours.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from twingap.artifacts.catalogue import load_artist_hours
 from twingap.errors import TwingapError
 
 if TYPE_CHECKING:
     from twingap.study.config import StudyConfig
 
-#: Used only when the artifact catalogue is not installed: the issue's placeholder estimates.
-_FALLBACK_HOURS: dict[str, float] = {
-    "clean": 0.0,
-    "noise-1": 2.0,
-    "noise-2": 5.0,
-    "noise-3": 9.0,
-    "holes-1": 1.0,
-    "holes-2": 2.0,
-    "holes-3": 4.0,
-    "texture-1": 1.0,
-    "texture-2": 3.0,
-    "texture-3": 6.0,
-    "ambient-1": 0.5,
-    "ambient-2": 0.5,
-    "baked-light": 4.0,
-}
-
-
-def _hours_from_toml(path: Path) -> dict[str, float]:
-    """Read ``{condition: hours}`` from a TOML table, accepting the usual shapes.
-
-    Accepted: ``name = 2.0``, ``name = { hours = 2.0, rationale = "..." }``, or either form under
-    any table (e.g. ``[hours]`` or ``[conditions.noise-1]``).
-    """
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise TwingapError(f"artist-hours table is not valid TOML ({exc})", path) from exc
-    out: dict[str, Any] = {}
-
-    def walk(d: dict) -> None:
-        for k, v in d.items():
-            if isinstance(v, dict):
-                if "hours" in v and not isinstance(v["hours"], dict):
-                    out[k] = v["hours"]
-                else:
-                    walk(v)
-            elif k in _FALLBACK_HOURS or "-" in k:
-                out[k] = v
-
-    walk(data)
-    return out
-
 
 def artist_hours(cfg: StudyConfig) -> dict[str, float]:
     """Hours an artist needs to fix each of the study's conditions.
 
-    Sources, later ones winning: the artifact catalogue's defaults
-    (``twingap.artifacts.base.load_artist_hours``), the study's ``cost.artist_hours`` TOML file,
+    Sources, later ones winning: the condition catalogue's defaults
+    (:func:`twingap.artifacts.catalogue.load_artist_hours`), the study's ``cost.artist_hours`` TOML file,
     the study's ``cost.hours`` overrides. ``clean`` costs 0 hours.
 
     Raises:
         TwingapError: If an hour value is missing for a condition, negative or not a number.
     """
-    hours: dict[str, Any] = {}
-    source: str | Path | None = Path(cfg.cost.artist_hours) if cfg.cost.artist_hours else None
-    try:
-        from twingap.artifacts.base import load_artist_hours
-    except ImportError:
-        hours.update(_FALLBACK_HOURS)
-        if source is not None:
-            hours.update(_hours_from_toml(source))
-    else:
-        hours.update(load_artist_hours())
-        if source is not None:
-            hours.update(load_artist_hours(source))
+    source: Path | None = Path(cfg.cost.artist_hours) if cfg.cost.artist_hours else None
+    hours: dict[str, Any] = load_artist_hours()
+    if source is not None:
+        hours.update(load_artist_hours(source))
     hours.update(cfg.cost.hours)
     hours["clean"] = 0.0
     out: dict[str, float] = {}

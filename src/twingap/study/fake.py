@@ -54,6 +54,7 @@ class FakeStages(Stages):
 
     name = "fake"
     is_fake = True
+    train_knobs = ("fake_fail", "fake_sleep", "fake_effects")
     n_test_images = 24
     frames_per_scene = 4
 

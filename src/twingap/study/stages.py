@@ -44,10 +44,13 @@ class Stages:
     Attributes:
         name: Short name written into manifests.
         is_fake: True for stand-ins whose numbers must never be reported as results.
+        train_knobs: Keys of the study's ``[train] overrides`` these stages read besides the
+            :class:`~twingap.train.config.TrainConfig` fields (checked when the config loads).
     """
 
     name = "abstract"
     is_fake = False
+    train_knobs: tuple[str, ...] = ()
 
     def prepare_scenes(self, cfg: StudyConfig, scenes_dir: Path) -> dict[str, Any]:
         """Build the training scenes once per study into ``scenes_dir``.

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from twingap.configfile import did_you_mean, read_toml
 from twingap.errors import TwingapError
 
 
@@ -196,9 +197,9 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a copy with ``changes`` applied (unknown keys raise :class:`TwingapError`)."""
         names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise TwingapError(f"unknown training option(s): {', '.join(unknown)}")
+        for key in changes:
+            if key not in names:
+                raise TwingapError(f"unknown training option {key!r}{did_you_mean(key, names)}")
         return _coerce(dataclasses.replace(self, **changes)).validate()
 
     def to_dict(self) -> dict[str, Any]:
@@ -267,18 +268,13 @@ def load_config(preset: str = "quick", path: str | Path | None = None, **overrid
         TwingapError: On an unknown preset, an unreadable file or unknown / invalid options.
     """
     if preset not in PRESETS:
-        raise TwingapError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+        raise TwingapError(
+            f"unknown preset {preset!r}{did_you_mean(preset, PRESETS)} (choose from {', '.join(PRESETS)})"
+        )
     cfg = PRESETS[preset]
     if path is not None:
-        import tomllib
-
         path = Path(path)
-        if not path.is_file():
-            raise TwingapError("config file not found", path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise TwingapError(f"not valid TOML ({exc})", path) from exc
+        data = read_toml(path, "training config")
         data = data.get("train", data)
         try:
             cfg = cfg.replace(**data)

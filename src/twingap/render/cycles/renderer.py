@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from twingap.assets.asset import Asset
+from twingap.configfile import did_you_mean
 from twingap.errors import TwingapError
 from twingap.render.backend import RenderResult
 from twingap.render.cycles.settings import CyclesSettings
@@ -127,7 +128,8 @@ def check_options(options: Mapping[str, Any]) -> CyclesSettings:
     unknown = sorted(set(options) - set(CyclesSettings.names()) - set(PROCESS_OPTIONS))
     if unknown:
         have = ", ".join(CyclesSettings.names() + PROCESS_OPTIONS)
-        raise TwingapError(f"unknown Cycles option(s) {unknown} (have: {have})")
+        hint = did_you_mean(unknown[0], CyclesSettings.names() + PROCESS_OPTIONS)
+        raise TwingapError(f"unknown Cycles option(s) {unknown}{hint} (have: {have})")
     return CyclesSettings.from_options({k: v for k, v in options.items() if k not in PROCESS_OPTIONS})
 
 
