@@ -14,7 +14,7 @@ Layout of ``out_dir``::
 
 COCO follows the real ground truth's rule (:func:`twingap.data.coco.instances_to_coco`): image
 ``i`` (0-based scene index) has id ``i + 1`` and ``file_name`` ``images/{i:06d}.png``;
-``category_id`` is ``ObjectSpec.obj_id`` (YCB-Video ids); instances with few visible pixels are
+``category_id`` is ``ObjectSpec.obj_id`` (the model library's ids); instances with few visible pixels are
 ``iscrowd``/``ignore``. BOP depth is uint16 with ``depth_mm = value * depth_scale`` (0.1 mm,
 or 1 mm for an image whose depth exceeds 6.5 m).
 

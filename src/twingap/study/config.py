@@ -39,6 +39,12 @@ TOML layout (every key optional; a ``preset`` key picks the starting point)::
     name = "my-lab"
     kind = "user"
     root = "/data/my_lab_bop"     # YCB-Video or BOP layout
+    [[test_sets]]
+    name = "my-photos"
+    kind = "coco"                 # plain photos + COCO instances (polygons or RLE), no poses
+    root = "/data/photos"         # the images folder (default: the annotation file's folder)
+    annotations = "/data/photos/instances.json"
+    category_map = { "coffee mug" = "mug" }   # optional; then same name, then same id
 
     [stats]
     n_boot = 1000
@@ -81,7 +87,7 @@ DEFAULT_CONDITIONS: tuple[str, ...] = (
     "baked-light",
 )
 
-TEST_SET_KINDS = ("twinned", "heldout", "user")
+TEST_SET_KINDS = ("twinned", "heldout", "user", "coco")
 
 
 def _sample_root() -> Path:
@@ -98,11 +104,17 @@ class TestSetConfig:
         name: Short name used in folders and the report (letters, digits, ``-``, ``_``).
         kind: ``"twinned"``: the real frames of the twinned videos (the paper's YCB-Real);
             ``"heldout"``: real frames of videos no training scene was built from;
-            ``"user"``: any real set in YCB-Video or BOP layout.
-        root: Dataset folder; empty = the study's ``data.frames_root``.
+            ``"user"``: any real set in YCB-Video or BOP layout;
+            ``"coco"``: plain photos with a COCO instances file (:mod:`twingap.data.coco_real`).
+        root: Dataset folder (for ``coco``: the images folder, default the annotation file's
+            folder); empty = the study's ``data.frames_root``.
         videos: Videos (YCB-Video) or scenes (BOP) to use; empty = all (for ``twinned``: the
             study's ``twin_videos``).
         max_frames: Keep at most this many frames per video (evenly spaced); 0 = all.
+        annotations: ``coco`` only: the COCO instances file.
+        category_map: ``coco`` only: test category name (or id) -> model name (or id); ``""``
+            leaves a category unscored.
+        match: ``coco`` only: ``auto`` (map, then name, then id), ``name`` or ``id``.
     """
 
     __test__ = False  # not a pytest class
@@ -112,6 +124,9 @@ class TestSetConfig:
     root: str = ""
     videos: list[str] = field(default_factory=list)
     max_frames: int = 0
+    annotations: str = ""
+    category_map: dict[str, Any] = field(default_factory=dict)
+    match: str = "auto"
 
 
 @dataclass
@@ -246,10 +261,14 @@ class StudyConfig:
 
     def test_set_root(self, ts: TestSetConfig) -> Path:
         """Dataset folder of a test set."""
+        if ts.kind == "coco" and not ts.root:
+            return Path(ts.annotations).parent
         return Path(ts.root) if ts.root else self.frames_root_path()
 
     def test_set_videos(self, ts: TestSetConfig) -> list[str] | None:
         """Videos of a test set (None = all of its root)."""
+        if ts.kind == "coco":
+            return None
         if ts.kind == "twinned" and not ts.videos:
             return list(self.twin_videos)
         return list(ts.videos) or None
@@ -466,6 +485,7 @@ def _resolve_relative(cfg: StudyConfig, path: Path | None) -> None:
     cfg.cost.artist_hours = fix(cfg.cost.artist_hours)
     for ts in cfg.test_sets:
         ts.root = fix(ts.root)
+        ts.annotations = fix(ts.annotations)
 
 
 def known_conditions() -> list[str]:
@@ -519,6 +539,10 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
             raise TwingapError(f"test set {ts.name!r}: kind must be one of {TEST_SET_KINDS}", source)
         if ts.kind == "user" and not ts.root:
             raise TwingapError(f"test set {ts.name!r}: a user test set needs root = <folder>", source)
+        if ts.kind == "coco":
+            from twingap.study.byod import check_coco_test_set
+
+            check_coco_test_set(ts, source)
         root = cfg.test_set_root(ts)
         if not root.is_dir():
             raise TwingapError(f"test set {ts.name!r}: folder not found: {root}", source)

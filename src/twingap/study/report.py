@@ -295,7 +295,9 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def write_csvs(res: StudyResults) -> dict[str, Path]:
     """Write ``results/*.csv`` and ``results/stats.json``; return their paths."""
-    from twingap.assets.ycb import YCBV_NAMES
+    from twingap.study.byod import category_names, name_of
+
+    names = category_names(res.run_dir)
 
     out_dir = res.run_dir / "results"
     rows = []
@@ -353,7 +355,7 @@ def write_csvs(res: StudyResults) -> dict[str, Path]:
             "condition": cond,
             "seed": res.cfg.seeds[0],
             "category_id": cid,
-            "category": YCBV_NAMES.get(cid, "?"),
+            "category": name_of(cid, names),
             "AP_points": ap,
         }
         for ts, per_iou in res.per_category.items()
@@ -618,10 +620,18 @@ def _delta_cell(r: ConditionResult | None) -> str:
     return f"<td class='{cls}'>{_fmt(r.delta, sign=True)} <span class='small muted'>[{_fmt(r.delta_lo, sign=True)}, {_fmt(r.delta_hi, sign=True)}]</span></td>"
 
 
-def _cat_names(ids: list[int]) -> str:
-    from twingap.assets.ycb import YCBV_NAMES
+def _cat_names(ids: list[int], run_dir: Path) -> str:
+    from twingap.study.byod import category_names, name_of
 
-    return ", ".join(f"{i} {YCBV_NAMES.get(i, '?')}" for i in ids)
+    names = category_names(run_dir)
+    return ", ".join(f"{i} {name_of(i, names)}" for i in ids)
+
+
+def _not_scored_note(run_dir: Path, test_set: str) -> str:
+    from twingap.study.byod import not_scored
+
+    missing = not_scored(run_dir, test_set)
+    return f"; not scored: {', '.join(missing)}" if missing else ""
 
 
 def _headline(res: StudyResults) -> list[tuple[str, str, str]]:
@@ -689,7 +699,9 @@ def _per_category_tables(res: StudyResults) -> list[tuple[str, list[str], list[t
 
 def _per_category_html(res: StudyResults) -> str:
     """Per-category table: the clean model's AP and each condition's difference, per test set."""
-    from twingap.assets.ycb import YCBV_NAMES
+    from twingap.study.byod import category_names, name_of
+
+    names = category_names(res.run_dir)
 
     tables = _per_category_tables(res)
     if not tables:
@@ -717,7 +729,7 @@ def _per_category_html(res: StudyResults) -> str:
                 bg = f"rgba(200,40,40,{a:.2f})" if d < 0 else f"rgba(40,90,200,{a:.2f})"
                 cells.append(f"<td style='background:{bg}'>{_fmt(d, sign=True)}</td>")
             out.append(
-                f"<tr><td>{cid} {e(YCBV_NAMES.get(cid, '?'))}</td><td><b>{_fmt(ap)}</b></td>"
+                f"<tr><td>{cid} {e(name_of(cid, names))}</td><td><b>{_fmt(ap)}</b></td>"
                 + "".join(cells)
                 + "</tr>"
             )
@@ -808,7 +820,8 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
         tsm = res.shared["testsets"][ts]
         add(
             f"<h3>{e(ts)} <span class='muted small'>({kind}; {tsm.get('n_images')} images, {tsm.get('n_instances')} instances; "
-            f"scored categories: {e(_cat_names(res.categories[ts]))})</span></h3>"
+            f"scored categories: {e(_cat_names(res.categories[ts], res.run_dir))}"
+            f"{e(_not_scored_note(res.run_dir, ts))})</span></h3>"
         )
         add("<table><tr><th>condition</th><th>hours</th>")
         for iou in IOU_TYPES:
@@ -904,7 +917,7 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
         f"<h3>Design</h3><p class='small'>Paired design: {scenes.get('n_scenes')} training scenes built once "
         f"(scene seed {cfg.scenes.seed}; hash <code>{e(str(scenes.get('scenes_hash', ''))[:12])}</code>) and rendered under "
         f"every condition; seeds {cfg.seeds} train every condition (common random numbers). Twinned videos: "
-        f"{', '.join(cfg.twin_videos)}. Categories trained: {e(_cat_names(scenes.get('categories', [])))}.</p>"
+        f"{', '.join(cfg.twin_videos)}. Categories trained: {e(_cat_names(scenes.get('categories', []), res.run_dir))}.</p>"
     )
     kinds = scenes.get("kinds", {})
     add(
@@ -931,7 +944,9 @@ def write_html(res: StudyResults, figs: dict[str, Path], gallery: Path | None) -
 
 
 def _per_category_md(res: StudyResults) -> list[str]:
-    from twingap.assets.ycb import YCBV_NAMES
+    from twingap.study.byod import category_names, name_of
+
+    names = category_names(res.run_dir)
 
     lines: list[str] = []
     for ts, conds, rows in _per_category_tables(res):
@@ -944,7 +959,7 @@ def _per_category_md(res: StudyResults) -> list[str]:
         ]
         for cid, ap, deltas in rows:
             cells = ["–" if d is None else _fmt(d, sign=True) for d in deltas]
-            lines.append(f"| {cid} {YCBV_NAMES.get(cid, '?')} | {_fmt(ap)} | " + " | ".join(cells) + " |")
+            lines.append(f"| {cid} {name_of(cid, names)} | {_fmt(ap)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -983,7 +998,8 @@ def write_markdown(res: StudyResults) -> Path:
             "",
             f"## {ts.name} ({ts.kind})",
             "",
-            f"Scored categories: {_cat_names(res.categories[ts.name])}",
+            f"Scored categories: {_cat_names(res.categories[ts.name], res.run_dir)}"
+            f"{_not_scored_note(res.run_dir, ts.name)}",
             "",
             "| condition | hours | bbox AP | AP50 | AP75 | Δ bbox AP [95% CI] | segm AP | Δ segm AP [95% CI] |",
             "|---|---|---|---|---|---|---|---|",

@@ -169,7 +169,7 @@ def paste_dataset(
     have the same layouts (a paired design).
 
     Args:
-        frames: Real annotated frames (RGB + visible masks + YCB-Video ids).
+        frames: Real annotated frames (RGB + visible masks + object ids).
         root: Output dataset folder.
         n_images: Number of images to write.
         seed: Layout seed.
