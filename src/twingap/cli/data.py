@@ -123,3 +123,26 @@ def coco(
         f"wrote {out}: {len(gt['images'])} images, {len(gt['annotations'])} instances "
         f"({n_crowd} ignored as smaller than {min_visible_px} px)"
     )
+
+
+@data_app.command("models")
+def models_cmd(
+    root: Annotated[
+        Path,
+        typer.Argument(help="Model library: objects.toml folder, BOP models/, models_info.json, or meshes."),
+    ],
+) -> None:
+    """Load every model of a library and list its id, name, unit, size and texture (checks the library)."""
+    from twingap.assets.asset import ModelLibrary
+
+    library = ModelLibrary(root)
+    typer.echo(f"{library.root}: {library.kind} library, {len(library.names)} models")
+    for cid, name in library.categories().items():
+        asset = library.load(name)
+        size_cm = (asset.vertices.max(0) - asset.vertices.min(0)) * 100
+        tex = "x".join(str(v) for v in asset.texture.shape[1::-1]) if asset.textured else "untextured"
+        typer.echo(
+            f"  {cid:4d} {name:<24s} {library.info[name]['unit']:>2s}  "
+            f"{size_cm[0]:.1f} x {size_cm[1]:.1f} x {size_cm[2]:.1f} cm  "
+            f"{len(asset.faces)} faces  texture {tex}"
+        )
