@@ -131,6 +131,12 @@ def models_cmd(
         Path,
         typer.Argument(help="Model library: objects.toml folder, BOP models/, models_info.json, or meshes."),
     ],
+    to_bop: Annotated[
+        Path | None,
+        typer.Option(
+            "--to-bop", help="Also write the library as a BOP models/ folder (PLY in mm + textures)."
+        ),
+    ] = None,
 ) -> None:
     """Load every model of a library and list its id, name, unit, size and texture (checks the library)."""
     from twingap.assets.asset import ModelLibrary
@@ -146,3 +152,9 @@ def models_cmd(
             f"{size_cm[0]:.1f} x {size_cm[1]:.1f} x {size_cm[2]:.1f} cm  "
             f"{len(asset.faces)} faces  texture {tex}"
         )
+    if to_bop is not None:
+        from twingap.assets.library import write_bop_models
+
+        assets = {cid: library.load(name) for cid, name in library.categories().items()}
+        write_bop_models(assets, to_bop)
+        typer.echo(f"wrote {len(assets)} models (pose frame, millimetres) to {to_bop}")
