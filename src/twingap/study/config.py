@@ -224,8 +224,9 @@ class StudyConfig:
             seed-to-seed spread next to the differences when ``seeds`` has a single seed
             (seeds already in ``seeds`` are ignored).
         frames_root: Real frames of the twinned videos (YCB-Video or BOP layout).
-        models_root: Model library folder (``models_info.json`` + meshes).
-        twin_videos: Videos whose frames are twinned into training scenes.
+        models_root: Model library folder (BOP ``models/``, an ``objects.toml`` folder, the
+            sample's ``models_info.json``, or meshes; see :mod:`twingap.assets.library`).
+        twin_videos: Videos (YCB-Video) or scene folders (BOP) whose frames are twinned.
         test_sets: Real test sets.
         gallery_object: Model drawn in the report's gallery of conditions.
         stages: Which stage implementations run the jobs: ``"real"``, ``"fake"`` (a
