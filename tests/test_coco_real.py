@@ -103,12 +103,14 @@ def test_reads_polygons_and_rle_with_the_study_rules(coco_set):
 def test_category_matching_by_name_id_and_map():
     cats = [{"id": 3, "name": "mug"}, {"id": 7, "name": "box"}, {"id": 9, "name": "unused"}]
     counts = {3: 2, 7: 1}
-    recs = match_categories(cats, MODELS, counts=counts)
-    assert [(r["id"], r["model_id"], r["how"]) for r in recs] == [
-        (3, 3, "id"),
-        (7, 7, "name"),
-        (9, None, "unused"),
-    ]
+    ids_only = [{"id": 3, "name": "mug"}, {"id": 7, "name": "thing"}]
+    recs = match_categories(ids_only, MODELS, counts=counts)  # no name is a model's: by id
+    assert [(r["id"], r["model_id"], r["how"]) for r in recs] == [(3, 3, "id"), (7, 7, "id")]
+    recs = match_categories(cats, MODELS, {"mug": "can"}, counts=counts)  # names speak: by name
+    how = [(r["id"], r["model_id"], r["how"]) for r in recs]
+    assert how == [(3, 3, "map"), (7, 7, "name"), (9, None, "unused")]
+    with pytest.raises(TwingapError, match=r"category 'mug' \(id 3, 2 annotations\) has no model"):
+        match_categories(cats, MODELS, counts=counts)  # a coincident id is not trusted next to names
     recs = match_categories(cats, MODELS, {"mug": "prism", "7": 3}, counts=counts)
     assert [(r["model_id"], r["how"]) for r in recs][:2] == [(12, "map"), (3, "map")]
     with pytest.raises(TwingapError, match=r"category 'mug' .* has no model"):
@@ -171,7 +173,8 @@ def test_annotation_without_segmentation(coco_set):
 # ------------------------------------------------------------------ in a study config
 def _study_toml(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "study.toml"
-    path.write_text('preset = "tiny"\n\n[[test_sets]]\nname = "photos"\nkind = "coco"\n' + body)
+    # fake stages: a config that wrongly passes validation must not start a real study
+    path.write_text('preset = "tiny"\nstages = "fake"\n\n[[test_sets]]\nname = "photos"\nkind = "coco"\n' + body)
     return path
 
 
@@ -182,6 +185,12 @@ def _study_toml(tmp_path: Path, body: str) -> Path:
         ('annotations = "nope.json"\n', "COCO file not found"),
         ('annotations = "instances.json"\nvideos = ["0001"]\n', "videos does not apply to a coco test set"),
         ('annotations = "instances.json"\nmatch = "fuzzy"\n', "match must be one of"),
+        # checked before any job runs: images present, every annotated category has a model
+        ('annotations = "instances.json"\n', "image 11: file 'img1.png' not found under"),
+        (
+            'annotations = "instances.json"\nroot = "photos"\nmatch = "name"\n',
+            "category 'box' (id 1, 2 annotations) has no model",
+        ),
     ],
 )
 def test_study_config_coco_errors(coco_set, tmp_path, capsys, body, needle):
@@ -193,9 +202,34 @@ def test_study_config_coco_errors(coco_set, tmp_path, capsys, body, needle):
 def test_study_config_coco_paths_relative_to_the_file(coco_set, tmp_path):
     from twingap.study.config import load_study_config
 
-    cfg = load_study_config(_study_toml(tmp_path, 'annotations = "instances.json"\nroot = "photos"\n'))
+    body = (
+        'annotations = "instances.json"\nroot = "photos"\n'
+        'category_map = { box = "003_cracker_box", "coffee can" = "005_tomato_soup_can", person = "" }\n'
+    )
+    cfg = load_study_config(_study_toml(tmp_path, body))
     ts = cfg.test_sets[0]
     assert (
         ts.annotations == str(coco_set.resolve()) and cfg.test_set_root(ts) == (tmp_path / "photos").resolve()
     )
     assert cfg.test_set_videos(ts) is None
+
+
+def test_not_scored_lists_untrained_and_unmapped_categories(tmp_path):
+    from twingap.study.byod import category_names, not_scored
+
+    (tmp_path / "scenes").mkdir()
+    (tmp_path / "scenes" / "manifest.json").write_text(
+        json.dumps({"categories": [3, 7], "category_names": {"3": "can", "7": "box"}})
+    )
+    (tmp_path / "testsets" / "photos").mkdir(parents=True)
+    (tmp_path / "testsets" / "photos" / "manifest.json").write_text(
+        json.dumps(
+            {
+                "categories": [3, 7, 12],
+                "category_names": {"3": "can", "7": "box", "12": "prism"},
+                "not_scored": ["person (id 5)"],
+            }
+        )
+    )
+    assert category_names(tmp_path) == {3: "can", 7: "box", 12: "prism"}
+    assert not_scored(tmp_path, "photos") == ["12 prism (never trained)", "person (id 5) (no model)"]

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 from tests.byod import procedural_assets
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -41,12 +42,23 @@ def test_readme_objects_toml_loads(tmp_path):
 
 
 def test_readme_study_toml_loads(tmp_path):
+    from twingap.assets.library import write_bop_models
+    from twingap.data.images import write_png
     from twingap.study.config import load_study_config
 
     block = next(b for b in _toml_blocks() if "[[test_sets]]" in b)
-    for d in ("my_data/bop/test", "my_data/bop/models", "my_data/photos"):
+    for d in ("my_data/bop/test", "my_data/photos"):
         (tmp_path / d).mkdir(parents=True)
-    (tmp_path / "my_data/photos/instances.json").write_text(json.dumps({"images": [], "annotations": []}))
+    shapes = procedural_assets()
+    write_bop_models({1: shapes[4], 2: shapes[31]}, tmp_path / "my_data/bop/models")
+    write_png(tmp_path / "my_data/photos/img.png", np.zeros((8, 8, 3), np.uint8))
+    poly = [[1, 1, 5, 1, 5, 5]]
+    coco = {
+        "images": [{"id": 1, "file_name": "img.png", "width": 8, "height": 8}],
+        "categories": [{"id": 1, "name": "cordless drill"}, {"id": 2, "name": "hand"}],
+        "annotations": [{"image_id": 1, "category_id": c, "segmentation": poly} for c in (1, 2)],
+    }
+    (tmp_path / "my_data/photos/instances.json").write_text(json.dumps(coco))
     (tmp_path / "my_study.toml").write_text(block)
     cfg = load_study_config(tmp_path / "my_study.toml")
     assert cfg.name == "quick+my_study" and cfg.twin_videos == ["000001", "000002"]

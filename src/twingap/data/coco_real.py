@@ -30,7 +30,7 @@ import numpy as np
 
 from twingap.errors import TwingapError
 
-#: How test-set categories find their model: ``auto`` (map, then name, then id), ``name``, ``id``.
+#: How test-set categories find their model: ``auto`` (map, then name, else id), ``name``, ``id``.
 MATCH_MODES = ("auto", "name", "id")
 
 
@@ -152,7 +152,9 @@ def match_categories(
         models: Model id -> model name (:meth:`twingap.assets.asset.ModelLibrary.categories`).
         category_map: Test category name (or id, as a string) -> model name or id; ``""`` leaves
             the category unscored. Applied first.
-        match: ``auto`` (map, then same name, then same id), ``name`` or ``id``.
+        match: ``auto`` (map, then same name; same id only when no annotated category's name is a
+            model's, so a file named in another vocabulary is not matched by coincident ids),
+            ``name`` or ``id``.
         counts: Annotations per test category id (categories without any may stay unmatched).
         source: The file named in errors.
 
@@ -172,6 +174,9 @@ def match_categories(
     if unknown:
         raise TwingapError(f"category_map names categories not in the test set: {unknown}", source)
     by_name = {n: i for i, n in models.items()}
+    # auto: ids are trusted only for a file whose names say nothing (no annotated name is a model's)
+    if match == "auto" and any(str(c["name"]) in by_name for c in categories if counts.get(int(c["id"]))):
+        match = "name"
     out = []
     for c in sorted(categories, key=lambda c: int(c["id"])):
         cid, cname = int(c["id"]), str(c["name"])

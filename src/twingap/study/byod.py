@@ -8,6 +8,7 @@ and the test sets' annotations into the run folder's manifests (``scenes/manifes
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +19,16 @@ if TYPE_CHECKING:
     from twingap.study.config import StudyConfig, TestSetConfig
 
 
-def check_coco_test_set(ts: TestSetConfig, source: str | Path | None = None) -> None:
-    """Validate a ``kind = "coco"`` test set's keys (files are checked when it is prepared).
+def check_coco_test_set(cfg: StudyConfig, ts: TestSetConfig, source: str | Path | None = None) -> None:
+    """Validate a ``kind = "coco"`` test set before any job runs: keys, image files, category matching.
 
     Raises:
         TwingapError: If ``annotations`` is missing or not a file, ``videos`` is given, ``match``
-            is unknown, or ``category_map`` is not a table of names.
+            is unknown, ``category_map`` is not a table of names, an image file is missing, or a
+            category with annotations has no model in ``models_root``.
     """
-    from twingap.data.coco_real import MATCH_MODES
+    from twingap.assets.asset import ModelLibrary
+    from twingap.data.coco_real import MATCH_MODES, coco_images, match_categories, read_coco_file
 
     if not ts.annotations:
         raise TwingapError(f"test set {ts.name!r}: a coco test set needs annotations = <COCO file>", source)
@@ -40,6 +43,20 @@ def check_coco_test_set(ts: TestSetConfig, source: str | Path | None = None) -> 
     ):
         raise TwingapError(
             f"test set {ts.name!r}: category_map must map category names to model names (or ids)", source
+        )
+    coco_images(ts.annotations, cfg.test_set_root(ts))
+    data = read_coco_file(ts.annotations)
+    counts: dict[int, int] = {}
+    for a in data["annotations"]:
+        counts[int(a["category_id"])] = counts.get(int(a["category_id"]), 0) + 1
+    models = ModelLibrary(cfg.models_root_path()).categories()
+    recs = match_categories(data["categories"], models, ts.category_map, ts.match, counts, ts.annotations)
+    by_id = [f"{r['name']!r} (id {r['id']}) -> {r['model']}" for r in recs if r["how"] == "id"]
+    if by_id:
+        print(
+            f"note: {ts.annotations}: categories matched to models by id: {', '.join(by_id)} "
+            '(set category_map, or match = "name", if that is wrong)',
+            file=sys.stderr,
         )
 
 

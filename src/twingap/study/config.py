@@ -543,7 +543,7 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
         if ts.kind == "coco":
             from twingap.study.byod import check_coco_test_set
 
-            check_coco_test_set(ts, source)
+            check_coco_test_set(cfg, ts, source)
         root = cfg.test_set_root(ts)
         if not root.is_dir():
             raise TwingapError(f"test set {ts.name!r}: folder not found: {root}", source)
