@@ -174,7 +174,8 @@ def test_annotation_without_segmentation(coco_set):
 def _study_toml(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "study.toml"
     # fake stages: a config that wrongly passes validation must not start a real study
-    path.write_text('preset = "tiny"\nstages = "fake"\n\n[[test_sets]]\nname = "photos"\nkind = "coco"\n' + body)
+    head = 'preset = "tiny"\nstages = "fake"\n\n[[test_sets]]\nname = "photos"\nkind = "coco"\n'
+    path.write_text(head + body)
     return path
 
 
