@@ -98,8 +98,11 @@ def test_bop_missing_mask(small_ycbv, tmp_path, capsys):
 
 @pytest.fixture
 def gt_file(small_ycbv, tmp_path):
+    from twingap.assets.asset import default_sample_root
+
     path = tmp_path / "gt.json"
-    assert main(["data", "coco", str(small_ycbv), "-o", str(path)]) == 0
+    models = default_sample_root() / "models"  # category names from the model library
+    assert main(["data", "coco", str(small_ycbv), "-o", str(path), "--models", str(models)]) == 0
     return path
 
 

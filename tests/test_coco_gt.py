@@ -22,7 +22,8 @@ from twingap.io import sha256_file
 
 def test_cli_coco_on_sample(ycbv_root, tmp_path, capsys):
     out = tmp_path / "gt.json"
-    assert main(["data", "coco", str(ycbv_root), "-o", str(out)]) == 0
+    models = ycbv_root.parent / "models"  # category names come from the model library
+    assert main(["data", "coco", str(ycbv_root), "-o", str(out), "--models", str(models)]) == 0
     assert "60 images, 260 instances" in capsys.readouterr().out
     coco = COCO(str(out))  # loads in pycocotools
     assert len(coco.imgs) == 60 and len(coco.anns) == 260
@@ -30,7 +31,7 @@ def test_cli_coco_on_sample(ycbv_root, tmp_path, capsys):
     assert len({a["category_id"] for a in coco.anns.values()}) == 12
     # deterministic bytes
     out2 = tmp_path / "gt2.json"
-    assert main(["data", "coco", str(ycbv_root), "-o", str(out2)]) == 0
+    assert main(["data", "coco", str(ycbv_root), "-o", str(out2), "--models", str(models)]) == 0
     assert sha256_file(out) == sha256_file(out2)
     # annotations agree with the frames: RLE decodes to the visible mask, bbox and area from it
     frames = load_ycbv(ycbv_root, videos=["0002"], load_depth=False)
@@ -95,6 +96,9 @@ def test_frames_to_coco_in_memory(ycbv_root):
 def test_unknown_object_ids_get_categories(ycbv_root):
     frames = load_ycbv(ycbv_root, videos=["0000"], frames=["000001"], load_depth=False)
     frames[0].obj_ids = np.array([8, 14, 42])
-    gt = validate_gt(frames_to_coco(frames))
+    gt = validate_gt(frames_to_coco(frames, categories=YCBV_NAMES))
     cats = {c["id"]: c["name"] for c in gt["categories"]}
     assert len(cats) == 22 and cats[42] == "obj_000042" and cats[8] == "009_gelatin_box"
+    # without names (no model library): the ids present, BOP-style names
+    cats = {c["id"]: c["name"] for c in frames_to_coco(frames)["categories"]}
+    assert cats == {8: "obj_000008", 14: "obj_000014", 42: "obj_000042"}

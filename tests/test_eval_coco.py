@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from twingap.data.coco import detections_to_coco, instances_to_coco, ycbv_categories
+from twingap.data.coco import coco_categories, detections_to_coco, instances_to_coco
 from twingap.evaluate.coco_map import SUMMARY_KEYS, COCOEvaluator, evaluate_coco
 
 
@@ -69,7 +69,7 @@ def hand_case():
     gt = {
         "images": [{"id": 1, "width": w, "height": h, "file_name": "x.png"}],
         "annotations": instances_to_coco(np.stack(masks), ids, image_id=1),
-        "categories": ycbv_categories(),
+        "categories": coco_categories(extra_ids=range(1, 22)),
     }
     det_boxes = [[0, 0, 20, 20], [80, 80, 10, 10], [52, 50, 20, 20], [60, 10, 20, 20]]
     dets = detections_to_coco(

@@ -128,10 +128,52 @@ def test_cli_predict_on_frames(run, small_ycbv, tmp_path, capsys):
     size = {im["id"]: [im["height"], im["width"]] for im in gt["images"]}
     assert all(r["segmentation"]["size"] == size[r["image_id"]] for r in res)
     assert _load_res(gt, res) is not None
-    assert f"{len(res)} detections on {len(frames)} frames" in capsys.readouterr().out
+    assert f"{len(res)} detections on {len(frames)} images" in capsys.readouterr().out
 
 
 def test_cli_predict_bad_run_exit_2(tmp_path, small_ycbv, capsys):
     code = main(["predict", str(tmp_path), "--frames", str(small_ycbv), "-o", str(tmp_path / "p.json")])
     assert code == 2
     assert "model_final.pt missing" in capsys.readouterr().err
+
+
+def test_cli_predict_on_images_folder_and_coco_file(run, tmp_path, capsys):
+    ds = run.parent / "ds"
+    coco = json.loads((ds / "coco.json").read_text())
+    by_api = predict(run, [(im["id"], ds / im["file_name"]) for im in coco["images"]])
+    # --coco: images next to the COCO file, the file's own image ids
+    out = tmp_path / "coco_preds.json"
+    assert main(["predict", str(run), "--coco", str(ds / "coco.json"), "-o", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text()) == by_api
+    # --coco elsewhere + --images: looked up under the folder (by file name)
+    moved = tmp_path / "elsewhere" / "instances.json"
+    moved.parent.mkdir()
+    moved.write_text(json.dumps(coco))
+    out2 = tmp_path / "coco_preds2.json"
+    args = ["predict", str(run), "--coco", str(moved), "--images", str(ds / "images"), "-o", str(out2)]
+    assert main([*args, "--no-progress"]) == 0
+    assert json.loads(out2.read_text()) == by_api
+    # --images alone: ids 1..N in file-name order, listed next to the results
+    out3 = tmp_path / "folder_preds.json"
+    assert main(["predict", str(run), "--images", str(ds / "images"), "-o", str(out3), "--no-progress"]) == 0
+    listing = json.loads((tmp_path / "folder_preds.images.json").read_text())
+    files = sorted(p.name for p in (ds / "images").glob("*.png"))
+    assert listing == [{"id": i + 1, "file_name": f} for i, f in enumerate(files)]
+    by_name = {im["file_name"].split("/")[-1]: im["id"] for im in coco["images"]}
+    renumber = {by_name[f]: i + 1 for i, f in enumerate(files)}
+    assert json.loads(out3.read_text()) == [{**r, "image_id": renumber[r["image_id"]]} for r in by_api]
+
+
+def test_cli_predict_coco_missing_image_exit_2(run, tmp_path, capsys):
+    ds = run.parent / "ds"
+    coco = json.loads((ds / "coco.json").read_text())
+    coco["images"][1]["file_name"] = "images/gone.png"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(coco))
+    (tmp_path / "images").symlink_to(ds / "images")
+    code = main(["predict", str(run), "--coco", str(bad), "-o", str(tmp_path / "p.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "bad.json" in err and "'images/gone.png' not found" in err
+    assert main(["predict", str(run), "-o", str(tmp_path / "p.json")]) == 2
+    assert "--frames ROOT, --images DIR or --coco FILE" in capsys.readouterr().err

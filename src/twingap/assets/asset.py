@@ -9,7 +9,6 @@ function of position (or of the merged vertex) or the seams crack open.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -171,19 +170,29 @@ def _check_obj_references(path: Path) -> None:
 
 
 class ModelLibrary:
-    """A folder of object models plus ``models_info.json`` (the sample's layout).
+    """A folder of object models: ids, names and units from the user's own files.
 
-    ``models_info.json`` maps a model name to ``{"file", "obj_id", "g16k_to_ycbv_mm",
-    "fallback_rgb"}``. :meth:`load` returns the asset translated into the pose frame
-    (``p_pose = p_file + offset``), so YCB-Video / BOP poses apply to it directly.
+    The layouts (an ``objects.toml`` folder, a BOP ``models/`` folder, the sample's
+    ``models_info.json``, a plain folder of meshes) are described in :mod:`twingap.assets.library`.
+    :meth:`load` returns an asset in metres in its pose frame, so the poses of the frames
+    (YCB-Video, BOP, ...) apply to it directly.
+
+    Attributes:
+        root: The library folder.
+        kind: The recognised layout (``"objects.toml"``, ``"bop"``, ``"twingap"``, ``"folder"``).
+        info: Model name -> entry (``file``, ``obj_id``, ``unit``, ``offset_m``, ...).
+        notes: Things the user should know about the library (printed once on stderr).
     """
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        info_path = self.root / "models_info.json"
-        if not info_path.is_file():
-            raise TwingapError("model library has no models_info.json", self.root)
-        self.info: dict[str, dict] = json.loads(info_path.read_text())
+        from twingap.assets.library import print_notes, read_index
+
+        self._index = read_index(root)
+        self.root = self._index.root
+        self.kind = self._index.kind
+        self.info: dict[str, dict] = self._index.entries
+        self.notes = self._index.notes
+        print_notes(self._index)
         self._cache: dict[str, Asset] = {}
 
     @property
@@ -206,20 +215,21 @@ class ModelLibrary:
                 return name
         raise TwingapError(f"no model for object id {obj_id}", self.root)
 
+    def categories(self) -> dict[int, str]:
+        """Category id -> model name, sorted by id (the COCO categories of this library)."""
+        pairs = sorted((int(e["obj_id"]), name) for name, e in self.info.items())
+        return dict(pairs)
+
     def load(self, name: str) -> Asset:
-        """Load a model (cached) in its pose frame.
+        """Load a model (cached) in metres, in its pose frame.
 
         Raises:
-            TwingapError: If the model is unknown or its file is unreadable.
+            TwingapError: If the model is unknown, or its file, texture or unit is wrong.
         """
-        if name not in self.info:
-            raise TwingapError(f"unknown model {name!r} (have: {', '.join(self.names)})", self.root)
+        from twingap.assets.library import load_model
+
         if name not in self._cache:
-            entry = self.info[name]
-            asset = load_mesh_file(self.root / entry["file"], name, entry.get("fallback_rgb"))
-            offset = np.asarray(entry.get("g16k_to_ycbv_mm", (0, 0, 0)), dtype=np.float64) / 1000
-            meta = {**asset.metadata, "obj_id": int(entry["obj_id"]), "offset_m": offset.tolist()}
-            self._cache[name] = asset.replace(vertices=asset.vertices + offset, metadata=meta)
+            self._cache[name] = load_model(self._index, name)
         return self._cache[name]
 
 

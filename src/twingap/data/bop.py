@@ -112,6 +112,8 @@ def load_bop_scene(
     gt_path = scene_dir / "scene_gt.json"
     cam_path = scene_dir / "scene_camera.json"
     scene_gt = _read_json_dict(gt_path)
+    if not cam_path.is_file():
+        raise TwingapError("BOP scene has no scene_camera.json (the camera intrinsics cam_K)", scene_dir)
     scene_cam = _read_json_dict(cam_path)
     try:
         ids = sorted(int(k) for k in scene_gt)
@@ -221,6 +223,10 @@ def load_bop(
     scene_dirs = list_scenes(root)
     if scenes is not None:
         wanted = {int(s) if str(s).isdigit() else str(s) for s in scenes}
+        found = {int(p.name) if p.name.isdigit() else p.name for p in scene_dirs}
+        missing = sorted(str(s) for s in wanted - found)
+        if missing:
+            raise TwingapError(f"no BOP scene folder for {', '.join(missing)}", root)
         scene_dirs = [p for p in scene_dirs if (int(p.name) if p.name.isdigit() else p.name) in wanted]
     out: list[Frame] = []
     for sdir in scene_dirs:

@@ -7,8 +7,9 @@ Ground truth (``frames_to_coco``): one COCO image per frame and one annotation p
 * ``bbox``: ``[x, y, w, h]`` (pixels, float) of the visible mask, as pycocotools ``toBbox``
   computes it (``w = x_max - x_min + 1``);
 * ``area``: visible pixel count;
-* ``category_id``: YCB-Video class id (1..21); ``categories`` lists all 21 objects by name
-  (:data:`twingap.assets.ycb.YCBV_NAMES`);
+* ``category_id``: the frame's object id; ``categories`` lists the objects by the names given
+  (normally the model library's, :meth:`twingap.assets.asset.ModelLibrary.categories`), plus
+  ``obj_XXXXXX`` for an id without a name;
 * **tiny-instance rule**: an instance with fewer than ``min_visible_px`` visible pixels
   (default :data:`DEFAULT_MIN_VISIBLE_PX` = 100, about 10x10 px) gets ``iscrowd = 1`` and
   ``ignore = 1``. COCO evaluation then neither counts it as a miss nor counts a detection
@@ -28,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from twingap.assets.ycb import YCBV_NAMES, class_name
 from twingap.data.frame import Frame
 from twingap.errors import TwingapError
 
@@ -36,16 +36,25 @@ from twingap.errors import TwingapError
 DEFAULT_MIN_VISIBLE_PX = 100
 
 
-def ycbv_categories(extra_ids: Sequence[int] = ()) -> list[dict[str, Any]]:
-    """Return the COCO ``categories`` of the 21 YCB-Video objects (ids 1..21) plus any ``extra_ids``.
+def category_name(obj_id: int, names: dict[int, str] | None = None) -> str:
+    """Name of a category id: from ``names`` (e.g. a model library's), else ``"obj_XXXXXX"`` (BOP style)."""
+    return (names or {}).get(int(obj_id), f"obj_{int(obj_id):06d}")
 
-    Extra ids (objects of other BOP datasets) are named ``obj_XXXXXX``.
+
+def coco_categories(
+    names: dict[int, str] | None = None, extra_ids: Sequence[int] = ()
+) -> list[dict[str, Any]]:
+    """COCO ``categories`` of every id in ``names`` plus ``extra_ids`` (unnamed ones as ``obj_XXXXXX``).
+
+    Args:
+        names: Category id -> name (a model library's :meth:`~twingap.assets.asset.ModelLibrary.categories`).
+        extra_ids: Further ids to list (e.g. ids present in annotations but not in ``names``).
+
+    Returns:
+        ``[{"id", "name", "supercategory": "object"}, ...]`` sorted by id.
     """
-    ids = sorted(set(YCBV_NAMES) | {int(i) for i in extra_ids})
-    return [
-        {"id": i, "name": class_name(i), "supercategory": "ycbv" if i in YCBV_NAMES else "object"}
-        for i in ids
-    ]
+    ids = sorted(set(names or {}) | {int(i) for i in extra_ids})
+    return [{"id": i, "name": category_name(i, names), "supercategory": "object"} for i in ids]
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -80,7 +89,7 @@ def instances_to_coco(
 
     Args:
         masks: (N, H, W) bool visible masks.
-        obj_ids: (N,) YCB-Video class ids (1..21), used as ``category_id``.
+        obj_ids: (N,) object ids, used as ``category_id``.
         image_id: COCO image id of the image.
         ann_id_start: Id of the first annotation; the next ones count up by 1.
         min_visible_px: Instances with fewer visible pixels are marked ``iscrowd = 1`` and
@@ -146,21 +155,24 @@ def frames_to_coco(
     image_root: str | Path | None = None,
     min_visible_px: int = DEFAULT_MIN_VISIBLE_PX,
     description: str = "twingap ground truth",
+    categories: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """Build a COCO ground-truth dict (instances, RLE masks) from frames.
 
     Args:
-        frames: Annotated frames (visible masks (N, H, W) bool, YCB-Video class ids).
+        frames: Annotated frames (visible masks (N, H, W) bool, object ids).
         image_root: If given, ``file_name`` is the colour path relative to it (POSIX); otherwise
             the path as stored in the frame.
         min_visible_px: Tiny-instance threshold in visible pixels; below it an instance is
             ``iscrowd``/ignored (default 100).
         description: Stored in ``info.description``.
+        categories: Category id -> name, normally the model library's; every id listed becomes a
+            COCO category. None: only the ids present, named ``obj_XXXXXX``.
 
     Returns:
-        A dict with ``info``, ``images``, ``annotations`` and ``categories`` (all 21 YCB-Video
-        objects, plus ``obj_XXXXXX`` for any other object id present), loadable by pycocotools
-        ``COCO``. Deterministic for the same frames.
+        A dict with ``info``, ``images``, ``annotations`` and ``categories`` (those of
+        ``categories`` plus ``obj_XXXXXX`` for any other object id present), loadable by
+        pycocotools ``COCO``. Deterministic for the same frames.
     """
     images, annotations = [], []
     next_ann = 1
@@ -190,7 +202,7 @@ def frames_to_coco(
         "info": {"description": description, "min_visible_px": int(min_visible_px)},
         "images": images,
         "annotations": annotations,
-        "categories": ycbv_categories(sorted({int(a["category_id"]) for a in annotations})),
+        "categories": coco_categories(categories, sorted({int(a["category_id"]) for a in annotations})),
     }
 
 
@@ -210,7 +222,7 @@ def detections_to_coco(
 
     Args:
         image_id: COCO image id.
-        labels: (D,) category ids (YCB-Video class ids).
+        labels: (D,) category ids (object ids).
         scores: (D,) confidences.
         boxes_xyxy: (D, 4) boxes ``[x1, y1, x2, y2]`` in pixels (converted to ``[x, y, w, h]``);
             if None, boxes are taken from the masks.
@@ -373,7 +385,8 @@ def load_predictions(
 __all__ = [
     "DEFAULT_MIN_VISIBLE_PX",
     "assign_image_ids",
-    "class_name",
+    "category_name",
+    "coco_categories",
     "detections_to_coco",
     "frames_to_coco",
     "image_id_of",
@@ -384,5 +397,4 @@ __all__ = [
     "rle_to_mask",
     "validate_gt",
     "validate_predictions",
-    "ycbv_categories",
 ]

@@ -27,7 +27,7 @@ class Frame:
         K: (3, 3) float64 intrinsics in pixels (OpenCV convention).
         width: Image width in pixels.
         height: Image height in pixels.
-        obj_ids: (N,) int64 YCB-Video class ids (1..21) of the annotated instances.
+        obj_ids: (N,) int64 object ids of the annotated instances (the sample: YCB-Video ids 1..21).
         poses: (N, 4, 4) float64 object-to-camera transforms, metres.
         masks: (N, H, W) bool visible masks, one per instance (may be all False when the
             object is annotated but fully occluded).

@@ -43,7 +43,8 @@ def load_frames(root: str | Path, layout: Layout = "auto", load_depth: bool = Tr
         layout: ``"ycbv"``, ``"bop"`` or ``"auto"`` (detect with :func:`detect_layout`).
         load_depth: Read depth maps (metres, float32).
         **kwargs: Passed to the reader: ``videos``/``frames`` for YCB-Video,
-            ``scenes``/``split`` for BOP.
+            ``scenes``/``split`` for BOP. ``videos`` also names BOP scene folders (a study's
+            ``twin_videos`` work for both layouts).
 
     Returns:
         Frames sorted by scene then frame (poses object-to-camera, metres, OpenCV camera).
@@ -60,5 +61,12 @@ def load_frames(root: str | Path, layout: Layout = "auto", load_depth: bool = Tr
     if layout == "bop":
         from twingap.data.bop import load_bop
 
+        if "videos" in kwargs:
+            videos = kwargs.pop("videos")
+            if "scenes" in kwargs and videos is not None:
+                raise TwingapError("give videos or scenes, not both", root)
+            kwargs.setdefault("scenes", videos)
+        if "frames" in kwargs:
+            raise TwingapError("frames= selects YCB-Video frames; a BOP folder is read per scene", root)
         return load_bop(root, load_depth=load_depth, **kwargs)
     raise TwingapError(f"unknown layout {layout!r} (use auto, ycbv or bop)", root)

@@ -14,7 +14,7 @@ Layout of ``out_dir``::
 
 COCO follows the real ground truth's rule (:func:`twingap.data.coco.instances_to_coco`): image
 ``i`` (0-based scene index) has id ``i + 1`` and ``file_name`` ``images/{i:06d}.png``;
-``category_id`` is ``ObjectSpec.obj_id`` (YCB-Video ids); instances with few visible pixels are
+``category_id`` is ``ObjectSpec.obj_id`` (the model library's ids); instances with few visible pixels are
 ``iscrowd``/``ignore``. BOP depth is uint16 with ``depth_mm = value * depth_scale`` (0.1 mm,
 or 1 mm for an image whose depth exceeds 6.5 m).
 
@@ -357,14 +357,16 @@ def _check_manifest(out_dir: Path, manifest: dict) -> None:
 
 
 # ----------------------------------------------------------------------------- assembly
-def assemble(out_dir: Path, n: int) -> dict[str, int]:
+def assemble(out_dir: Path, n: int, categories: dict[int, str] | None = None) -> dict[str, int]:
     """Build ``coco.json`` and the BOP scene JSON files from the per-image sidecars.
+
+    ``categories`` (id -> name, the model library's) names the COCO categories; ids without a
+    name are listed as ``obj_XXXXXX``.
 
     Returns:
         Counts: ``images``, ``annotations``, ``ignored`` (iscrowd) annotations.
     """
-    from twingap.assets.ycb import class_name
-    from twingap.data.coco import ycbv_categories
+    from twingap.data.coco import coco_categories
 
     images, anns = [], []
     bop: dict[int, dict[str, dict]] = {}
@@ -378,15 +380,11 @@ def assemble(out_dir: Path, n: int) -> dict[str, int]:
         b["cam"][str(im)] = side["bop_camera"]
         b["gt"][str(im)] = side["bop_gt"]
         b["info"][str(im)] = side["bop_gt_info"]
-    categories = ycbv_categories()
-    known = {c["id"] for c in categories}
-    for cid in sorted({a["category_id"] for a in anns} - known):
-        categories.append({"id": int(cid), "name": class_name(cid), "supercategory": "object"})
     coco = {
         "info": {"description": "twingap synthetic dataset", "version": "1"},
         "images": images,
         "annotations": anns,
-        "categories": categories,
+        "categories": coco_categories(categories, sorted({int(a["category_id"]) for a in anns})),
     }
     write_json_atomic(out_dir / "coco.json", coco, indent=None)
     for s, b in sorted(bop.items()):
@@ -475,7 +473,7 @@ def render_dataset(
         raise TwingapError(f"full (amodal) masks need the raster backend, not {backend!r}")
     job = _Job([s.to_dict() for s in render_scenes], assets, str(out_dir), backend, options, bool(full_masks))
     _run(job, todo, workers, progress, len(scenes))
-    counts = assemble(out_dir, len(scenes))
+    counts = assemble(out_dir, len(scenes), library.categories())
     manifest.update(complete=True, counts=counts)
     write_json_atomic(out_dir / "manifest.json", manifest)
     return out_dir

@@ -87,7 +87,7 @@ class ObjectSpec:
 
     Attributes:
         model: Model name in the model library (e.g. ``"011_banana"``).
-        obj_id: Class id written to annotations (YCB-Video id for YCB objects).
+        obj_id: Class id written to annotations (the model library's id of the object).
         world_T_obj: (4, 4) object-to-world rigid transform, metres.
         condition: Artifact condition applied to this object's asset (``None`` = decided at
             render time, normally the dataset's condition).

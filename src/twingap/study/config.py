@@ -39,6 +39,12 @@ TOML layout (every key optional; a ``preset`` key picks the starting point)::
     name = "my-lab"
     kind = "user"
     root = "/data/my_lab_bop"     # YCB-Video or BOP layout
+    [[test_sets]]
+    name = "my-photos"
+    kind = "coco"                 # plain photos + COCO instances (polygons or RLE), no poses
+    root = "/data/photos"         # the images folder (default: the annotation file's folder)
+    annotations = "/data/photos/instances.json"
+    category_map = { "coffee mug" = "mug" }   # optional; then same name, then same id
 
     [stats]
     ci = 0.95
@@ -66,7 +72,7 @@ from typing import Any
 from twingap.configfile import check_keys, did_you_mean, read_toml
 from twingap.errors import TwingapError
 
-TEST_SET_KINDS = ("twinned", "heldout", "user")
+TEST_SET_KINDS = ("twinned", "heldout", "user", "coco")
 
 
 def _all_conditions() -> list[str]:
@@ -90,11 +96,17 @@ class TestSetConfig:
         name: Short name used in folders and the report (letters, digits, ``-``, ``_``).
         kind: ``"twinned"``: the real frames of the twinned videos (the paper's YCB-Real);
             ``"heldout"``: real frames of videos no training scene was built from;
-            ``"user"``: any real set in YCB-Video or BOP layout.
-        root: Dataset folder; empty = the study's ``data.frames_root``.
+            ``"user"``: any real set in YCB-Video or BOP layout;
+            ``"coco"``: plain photos with a COCO instances file (:mod:`twingap.data.coco_real`).
+        root: Dataset folder (for ``coco``: the images folder, default the annotation file's
+            folder); empty = the study's ``data.frames_root``.
         videos: Videos (YCB-Video) or scenes (BOP) to use; empty = all (for ``twinned``: the
             study's ``twin_videos``).
         max_frames: Keep at most this many frames per video (evenly spaced); 0 = all.
+        annotations: ``coco`` only: the COCO instances file.
+        category_map: ``coco`` only: test category name (or id) -> model name (or id); ``""``
+            leaves a category unscored.
+        match: ``coco`` only: ``auto`` (map, then name, then id), ``name`` or ``id``.
     """
 
     __test__ = False  # not a pytest class
@@ -104,6 +116,9 @@ class TestSetConfig:
     root: str = ""
     videos: list[str] = field(default_factory=list)
     max_frames: int = 0
+    annotations: str = ""
+    category_map: dict[str, Any] = field(default_factory=dict)
+    match: str = "auto"
 
 
 @dataclass
@@ -209,8 +224,9 @@ class StudyConfig:
             random numbers). Two or more are needed for an interval; three or more for the
             report's split-half replication check.
         frames_root: Real frames of the twinned videos (YCB-Video or BOP layout).
-        models_root: Model library folder (``models_info.json`` + meshes).
-        twin_videos: Videos whose frames are twinned into training scenes.
+        models_root: Model library folder (BOP ``models/``, an ``objects.toml`` folder, the
+            sample's ``models_info.json``, or meshes; see :mod:`twingap.assets.library`).
+        twin_videos: Videos (YCB-Video) or scene folders (BOP) whose frames are twinned.
         test_sets: Real test sets.
         gallery_object: Model drawn in the report's gallery of conditions.
         stages: Which stage implementations run the jobs: ``"real"``, ``"fake"`` (a
@@ -245,10 +261,14 @@ class StudyConfig:
 
     def test_set_root(self, ts: TestSetConfig) -> Path:
         """Dataset folder of a test set."""
+        if ts.kind == "coco" and not ts.root:
+            return Path(ts.annotations).parent
         return Path(ts.root) if ts.root else self.frames_root_path()
 
     def test_set_videos(self, ts: TestSetConfig) -> list[str] | None:
         """Videos of a test set (None = all of its root)."""
+        if ts.kind == "coco":
+            return None
         if ts.kind == "twinned" and not ts.videos:
             return list(self.twin_videos)
         return list(ts.videos) or None
@@ -473,6 +493,7 @@ def _resolve_relative(cfg: StudyConfig, path: Path | None) -> None:
     cfg.cost.artist_hours = fix(cfg.cost.artist_hours)
     for ts in cfg.test_sets:
         ts.root = fix(ts.root)
+        ts.annotations = fix(ts.annotations)
 
 
 def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
@@ -513,6 +534,10 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
             raise TwingapError(f"test set {ts.name!r}: kind must be one of {TEST_SET_KINDS}", source)
         if ts.kind == "user" and not ts.root:
             raise TwingapError(f"test set {ts.name!r}: a user test set needs root = <folder>", source)
+        if ts.kind == "coco":
+            from twingap.study.byod import check_coco_test_set
+
+            check_coco_test_set(cfg, ts, source)
         root = cfg.test_set_root(ts)
         if not root.is_dir():
             raise TwingapError(f"test set {ts.name!r}: folder not found: {root}", source)

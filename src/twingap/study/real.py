@@ -146,7 +146,10 @@ class RealStages(Stages):
         save_scenes(scenes_dir / "train_scenes.json", scenes)
         timings["sampling"] = time.perf_counter() - t0
         cats = sorted({o.obj_id for s in scenes for o in s.objects})
+        names = library.categories()
         return {
+            "category_names": {str(c): names.get(c, f"obj_{c:06d}") for c in cats},
+            "library": {"root": str(library.root), "kind": library.kind, "notes": list(library.notes)},
             "n_scenes": len(scenes),
             "n_twins": len(twins),
             "kinds": {
@@ -162,12 +165,9 @@ class RealStages(Stages):
         if spec == "all":
             return library.names
         if spec == "test":
-            from twingap.data.loader import load_frames
-
             ids: set[int] = set()
             for ts in cfg.test_sets:
-                frames = load_frames(cfg.test_set_root(ts), load_depth=False, **self._videos_kw(cfg, ts))
-                ids.update(int(i) for f in frames for i in f.obj_ids)
+                ids |= self._test_set_ids(cfg, ts, library)
             names = []
             for i in sorted(ids):
                 with contextlib.suppress(TwingapError):
@@ -217,6 +217,20 @@ class RealStages(Stages):
         return scenes
 
     # ------------------------------------------------------------------ test sets
+    def _test_set_ids(self, cfg: StudyConfig, ts: TestSetConfig, library: Any) -> set[int]:
+        """Model ids annotated in a test set (COCO categories matched to the library)."""
+        if ts.kind == "coco":
+            from twingap.data.coco_real import load_coco_test_set
+
+            cts = load_coco_test_set(
+                ts.annotations, cfg.test_set_root(ts), library.categories(), ts.category_map, ts.match
+            )
+            return {int(a["category_id"]) for a in cts.gt["annotations"]}
+        from twingap.data.loader import load_frames
+
+        frames = load_frames(cfg.test_set_root(ts), load_depth=False, **self._videos_kw(cfg, ts))
+        return {int(i) for f in frames for i in f.obj_ids}
+
     @staticmethod
     def _videos_kw(cfg: StudyConfig, ts: TestSetConfig) -> dict[str, Any]:
         from twingap.data.loader import detect_layout
@@ -227,17 +241,27 @@ class RealStages(Stages):
         return {"scenes": videos} if detect_layout(cfg.test_set_root(ts)) == "bop" else {"videos": videos}
 
     def prepare_test_set(self, cfg: StudyConfig, ts: TestSetConfig, out_dir: Path) -> dict[str, Any]:
-        """COCO ground truth of the real frames (``gt.json``) and their image list (``frames.json``)."""
+        """COCO ground truth of the real frames (``gt.json``) and their image list (``frames.json``).
+
+        Category ids and names are the model library's; a ``coco`` test set's categories are matched
+        to it (:func:`twingap.study.byod.prepare_coco_test_set`).
+        """
+        from twingap.assets.asset import ModelLibrary
         from twingap.data.coco import assign_image_ids, frames_to_coco
         from twingap.data.loader import load_frames
 
+        names = ModelLibrary(cfg.models_root_path()).categories()
+        if ts.kind == "coco":
+            from twingap.study.byod import prepare_coco_test_set
+
+            return prepare_coco_test_set(cfg, ts, out_dir, names)
         frames = load_frames(cfg.test_set_root(ts), load_depth=False, **self._videos_kw(cfg, ts))
         if ts.max_frames:
             by_video: dict[str, list] = {}
             for f in frames:
                 by_video.setdefault(f.scene_id, []).append(f)
             frames = [f for v in sorted(by_video) for f in _evenly(by_video[v], ts.max_frames)]
-        gt = frames_to_coco(frames, description=f"twingap study test set {ts.name}")
+        gt = frames_to_coco(frames, description=f"twingap study test set {ts.name}", categories=names)
         write_json_atomic(out_dir / "gt.json", gt, indent=None)
         ids = assign_image_ids(frames)
         write_json_atomic(
@@ -253,10 +277,12 @@ class RealStages(Stages):
             ],
         )
         anns = [a for a in gt["annotations"] if not a.get("iscrowd", 0)]
+        cats = sorted({int(a["category_id"]) for a in anns})
         return {
             "n_images": len(frames),
             "n_instances": len(anns),
-            "categories": sorted({int(a["category_id"]) for a in anns}),
+            "categories": cats,
+            "category_names": {str(c): names.get(c, f"obj_{c:06d}") for c in cats},
         }
 
     # ------------------------------------------------------------------ per job

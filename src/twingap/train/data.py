@@ -1,7 +1,7 @@
 """Training data: a COCO instance dataset decoded once into memory, and seeded augmentations.
 
 A dataset folder holds ``coco.json`` (COCO instances; ``file_name`` relative to the folder;
-segmentations as RLE or polygons; category ids = YCB-Video class ids) and the images. Images
+segmentations as RLE or polygons; category ids = the model library's object ids) and the images. Images
 are resized to the training size (``TrainConfig.image_size``) once and kept decoded in memory,
 so loading never limits training speed.
 
@@ -34,7 +34,7 @@ class TrainSet:
         images: Per image, (H, W, 3) uint8 RGB at the training size.
         masks: Per image, (N, H, W) bool visible instance masks at the training size.
         labels: Per image, (N,) int64 contiguous model labels (1..C; 0 is background).
-        label_to_cat: Model label -> COCO category id (YCB-Video class id).
+        label_to_cat: Model label -> COCO category id (object id).
         cat_names: COCO category id -> name.
         file_names: Per image, the ``file_name`` from ``coco.json``.
     """

@@ -7,7 +7,7 @@ on those same frames is optimistic (it has seen the real objects' appearance and
 backgrounds); the study trains on rendered twins instead.
 
 Datasets are written as ``root/coco.json`` + ``root/images/NNNNNN.png`` with RLE visible masks
-and category ids = YCB-Video class ids.
+and category ids = the frames' object ids.
 """
 
 from __future__ import annotations
@@ -36,20 +36,21 @@ def write_coco_dataset(
         root: Output folder (created).
         images: Per image, (H, W, 3) uint8 RGB.
         masks: Per image, (N, H, W) bool visible masks.
-        cat_ids: Per image, (N,) category ids (YCB-Video class ids).
-        categories: id -> name for the ``categories`` list (default: YCB-Video names of all
-            21 classes).
+        cat_ids: Per image, (N,) category ids.
+        categories: id -> name for the ``categories`` list (default: the ids present, named
+            ``obj_XXXXXX``).
 
     Returns:
         Path of the written ``coco.json``.
     """
     from pycocotools import mask as mask_utils
 
-    from twingap.assets.ycb import YCBV_NAMES
+    from twingap.data.coco import category_name
     from twingap.data.images import write_png
 
     root = Path(root)
-    cats = categories if categories is not None else YCBV_NAMES
+    present = sorted({int(c) for cs in cat_ids for c in np.asarray(cs).ravel()})
+    cats = categories if categories is not None else {c: category_name(c) for c in present}
     coco: dict = {"images": [], "annotations": [], "categories": []}
     coco["categories"] = [
         {"id": int(k), "name": str(v), "supercategory": "object"} for k, v in sorted(cats.items())
@@ -168,7 +169,7 @@ def paste_dataset(
     have the same layouts (a paired design).
 
     Args:
-        frames: Real annotated frames (RGB + visible masks + YCB-Video ids).
+        frames: Real annotated frames (RGB + visible masks + object ids).
         root: Output dataset folder.
         n_images: Number of images to write.
         seed: Layout seed.

@@ -28,7 +28,7 @@ def load_model(run_dir: str | Path, device: str | None = None):
     """Load a finished run's model in eval mode.
 
     Returns:
-        (model, config, label map model label -> YCB-Video id, torch device).
+        (model, config, label map model label -> category id, torch device).
     """
     cfg, _, label_map = read_run(run_dir)
     dev = resolve_device(device or cfg.device)
@@ -76,7 +76,7 @@ def predict(
             the run config's ``box_from_mask``.
 
     Returns:
-        COCO results, one dict per detection: ``image_id``, ``category_id`` (YCB-Video id),
+        COCO results, one dict per detection: ``image_id``, ``category_id`` (the training set's category id),
         ``bbox`` [x, y, w, h] in original-image pixels (regressed, or from the mask), ``score``,
         ``segmentation`` (RLE with a str ``counts``) of the mask thresholded at 0.5.
         Sorted by image then score.

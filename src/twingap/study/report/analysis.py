@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twingap.io import dumps_json, read_json
+from twingap.study.byod import category_names, not_scored
 from twingap.study.config import StudyConfig
 from twingap.study.cost import FixItem, artist_hours, rank_fixes
 from twingap.study.replication import split_half
@@ -66,6 +67,10 @@ class StudyResults:
     replication: dict[str, Any] | None = None
     #: What the machines that trained the jobs compute floats with (one entry per distinct machine).
     machines: list[dict[str, Any]] = field(default_factory=list)
+    #: Category id -> name, from the run's manifests (the model library and the test sets' data).
+    category_names: dict[int, str] = field(default_factory=dict)
+    #: Test set -> its annotated categories that no trained model scores (listed, not scored).
+    not_scored: dict[str, list[str]] = field(default_factory=dict)
 
     def get(self, test_set: str, iou: str, cond: str) -> ConditionResult | None:
         """The result of one condition on one test set and IoU type."""
@@ -130,6 +135,8 @@ def collect(run_dir: str | Path) -> StudyResults:
         metrics={j["id"]: read_json(run_dir / "jobs" / j["id"] / "metrics.json") for j in jobs},
         replication=_split_half(results, cfg),
         machines=_machines(jobs),
+        category_names=category_names(run_dir),
+        not_scored={ts.name: not_scored(run_dir, ts.name) for ts in cfg.test_sets},
     )
 
 

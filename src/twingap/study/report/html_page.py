@@ -183,11 +183,16 @@ def _fixes(res: StudyResults, table: Table) -> str:
     return "".join(out)
 
 
+def _not_scored(missing: list[str]) -> str:
+    return f"; not scored (no trained model): {', '.join(missing)}" if missing else ""
+
+
 def _results_grid(t: Table) -> str:
     m = t.meta
     out = [
         f"<h3>{e(t.title)} <span class='muted small'>({m['kind']}; {m['n_images']} images, {m['n_instances']} instances; "
-        f"scored categories: {e(category_names(m['categories']))})</span></h3>",
+        f"scored categories: {e(category_names(m['categories'], m['category_names']))}"
+        f"{e(_not_scored(m['not_scored']))})</span></h3>",
         "<table><tr><th>condition</th><th>hours</th>",
     ]
     out += [f"<th>{iou} AP</th><th>AP50</th><th>AP75</th><th>Δ {iou} AP [95% CI]</th>" for iou in IOU_TYPES]
@@ -386,7 +391,7 @@ def _design(res: StudyResults) -> str:
         f"<h3>Design</h3><p class='small'>Paired design: {scenes.get('n_scenes')} training scenes built once "
         f"(scene seed {cfg.scenes.seed}; hash <code>{e(str(scenes.get('scenes_hash', ''))[:12])}</code>) and rendered under "
         f"every condition; seeds {cfg.seeds} train every condition (common random numbers). Twinned videos: "
-        f"{', '.join(cfg.twin_videos)}. Categories trained: {e(category_names(scenes.get('categories', [])))}.</p>"
+        f"{', '.join(cfg.twin_videos)}. Categories trained: {e(category_names(scenes.get('categories', []), res.category_names))}.</p>"
         f"<p class='small'>Training scenes: {kinds.get('sampled', 0)} new views sampled around the twins of the real "
         f"frames and {kinds.get('composed', 0)} composed layouts (objects in stable poses on the twins' support planes), "
         f"rendered at {cfg.scenes.width}x{cfg.scenes.height}. Test sets: <b>twinned</b> = the real frames the twins were "

@@ -50,7 +50,12 @@ def _results_grid(t: Table) -> list[str]:
         "",
         f"## {t.title} ({t.meta['kind']})",
         "",
-        f"Scored categories: {category_names(t.meta['categories'])}",
+        f"Scored categories: {category_names(t.meta['categories'], t.meta['category_names'])}"
+        + (
+            f"; not scored (no trained model): {', '.join(t.meta['not_scored'])}"
+            if t.meta["not_scored"]
+            else ""
+        ),
         "",
         "| condition | hours | bbox AP | AP50 | AP75 | Δ bbox AP [95% CI] | segm AP | Δ segm AP [95% CI] |",
         "|---|---|---|---|---|---|---|---|",

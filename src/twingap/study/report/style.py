@@ -34,8 +34,8 @@ def fmt(x: float | None, nd: int = 1, sign: bool = False) -> str:
     return f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
 
 
-def category_names(ids: list[int]) -> str:
-    """``"1 002_master_chef_can, 5 006_mustard_bottle"`` for YCB-Video category ids."""
-    from twingap.assets.ycb import YCBV_NAMES
+def category_names(ids: list[int], names: dict[int, str]) -> str:
+    """``"1 002_master_chef_can, 5 006_mustard_bottle"``: ids with the run's category names."""
+    from twingap.study.byod import name_of
 
-    return ", ".join(f"{i} {YCBV_NAMES.get(i, '?')}" for i in ids)
+    return ", ".join(f"{i} {name_of(i, names)}" for i in ids)

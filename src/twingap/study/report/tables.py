@@ -129,7 +129,7 @@ def timings_table(res: StudyResults) -> Table:
 
 def per_category_table(res: StudyResults) -> Table:
     """Per test set, IoU type, condition and category: AP points of the first seed (``per_category.csv``)."""
-    from twingap.assets.ycb import YCBV_NAMES
+    from twingap.study.byod import name_of
 
     rows = [
         {
@@ -138,7 +138,7 @@ def per_category_table(res: StudyResults) -> Table:
             "condition": cond,
             "seed": res.cfg.seeds[0],
             "category_id": cid,
-            "category": YCBV_NAMES.get(cid, "?"),
+            "category": name_of(cid, res.category_names),
             "AP_points": ap,
         }
         for ts, per_iou in res.per_category.items()
@@ -174,6 +174,8 @@ def results_grids(res: StudyResults) -> list[Table]:
             "n_images": tsm.get("n_images"),
             "n_instances": tsm.get("n_instances"),
             "categories": res.categories[ts.name],
+            "category_names": res.category_names,
+            "not_scored": res.not_scored.get(ts.name, []),
         }
         tables.append(Table(["condition", "hours", *keys], rows, ts.name, meta))
     return tables
@@ -273,7 +275,7 @@ def per_category_grids(res: StudyResults) -> list[Table]:
     (``meta["conditions"]``): its AP minus clean on that category, None where either is missing.
     Only the primary IoU type; test sets without a clean result are left out.
     """
-    from twingap.assets.ycb import YCBV_NAMES
+    from twingap.study.byod import name_of
 
     tables = []
     for ts, per_iou in res.per_category.items():
@@ -284,7 +286,11 @@ def per_category_grids(res: StudyResults) -> list[Table]:
         conds = [c for c in res.cfg.conditions if c != "clean" and c in per_cond]
         rows = []
         for cid, ap in clean.items():
-            row: dict[str, Any] = {"category_id": cid, "category": YCBV_NAMES.get(cid, "?"), "clean": ap}
+            row: dict[str, Any] = {
+                "category_id": cid,
+                "category": name_of(cid, res.category_names),
+                "clean": ap,
+            }
             for c in conds:
                 v = per_cond[c].get(cid)
                 row[c] = None if v is None or math.isnan(v) or math.isnan(ap) else v - ap
