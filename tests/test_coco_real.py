@@ -234,3 +234,14 @@ def test_not_scored_lists_untrained_and_unmapped_categories(tmp_path):
     )
     assert category_names(tmp_path) == {3: "can", 7: "box", 12: "prism"}
     assert not_scored(tmp_path, "photos") == ["12 prism (never trained)", "person (id 5) (no model)"]
+
+
+def test_video_ids_group_photos_into_scenes(coco_set):
+    # frames of one video are one sampling unit for the study's intervals; lone photos are their own
+    from twingap.study.byod import _scene_of
+
+    path = _edit(coco_set, lambda d: d["images"][0].update(video_id=4))
+    gt = _load(path).gt
+    by_id = {im["id"]: im for im in gt["images"]}
+    assert by_id[11]["video_id"] == 4 and "video_id" not in by_id[12]
+    assert _scene_of(by_id[11], 11) == "video_id-4" and _scene_of(by_id[12], 12) == "image-12"

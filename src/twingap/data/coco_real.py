@@ -299,7 +299,9 @@ def load_coco_test_set(
         if _image_size(p) != (w, h):
             fw, fh = _image_size(p)
             raise TwingapError(f"image {iid} is {fw}x{fh} but the COCO file says {w}x{h}", p)
-        images.append({"id": iid, "file_name": str(p.resolve()), "width": w, "height": h})
+        # video_id / scene_id (when the file has them) group near-identical frames into one sampling unit
+        group = {k: im[k] for k in ("video_id", "scene_id") if im.get(k) is not None}
+        images.append({"id": iid, "file_name": str(p.resolve()), "width": w, "height": h, **group})
         items.append((iid, p.resolve()))
     sizes = {im["id"]: (im["height"], im["width"]) for im in images}
 

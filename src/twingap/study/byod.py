@@ -82,9 +82,13 @@ def prepare_coco_test_set(
         description=f"twingap study test set {ts.name}",
     )
     write_json_atomic(out_dir / "gt.json", cts.gt, indent=None)
+    images = {int(im["id"]): im for im in cts.gt["images"]}
     write_json_atomic(
         out_dir / "frames.json",
-        [{"image_id": i, "frame_id": p.name, "rgb_path": str(p)} for i, p in cts.items],
+        [
+            {"image_id": i, "frame_id": p.name, "scene_id": _scene_of(images[i], i), "rgb_path": str(p)}
+            for i, p in cts.items
+        ],
     )
     anns = [a for a in cts.gt["annotations"] if not a.get("iscrowd", 0)]
     cats = sorted({int(a["category_id"]) for a in anns})
@@ -96,6 +100,17 @@ def prepare_coco_test_set(
         "matching": cts.matching,
         "not_scored": [f"{r['name']} (id {r['id']})" for r in cts.not_scored],
     }
+
+
+def _scene_of(image: dict[str, Any], image_id: int) -> str:
+    """The sampling unit of a COCO image: its ``video_id`` / ``scene_id`` if the file gives one, else itself.
+
+    Photos of one video or scene are near-copies; the study's intervals resample scenes, not frames.
+    """
+    for key in ("video_id", "scene_id"):
+        if image.get(key) is not None:
+            return f"{key}-{image[key]}"
+    return f"image-{image_id}"
 
 
 def category_names(run_dir: str | Path) -> dict[int, str]:
