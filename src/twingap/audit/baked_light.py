@@ -28,6 +28,8 @@ GRID_PX = 256
 #: Texels darker than this or with a channel at or above SATURATED (0-255) are left out.
 DARK, SATURATED = 8.0, 250.0
 MIN_TEXELS = 200
+#: Gaussian sigma (grid texels) of the log shading that the texture measure divides out.
+DELIGHT_SMOOTH_PX = 2.0
 
 
 def ambient_occlusion(welded: Welded) -> np.ndarray:
@@ -77,7 +79,10 @@ def measure(asset: Asset, welded: Welded) -> tuple[dict, dict]:
     Returns:
         ``(record, maps)``: ``record`` has ``score`` (R^2 with second-order SH + AO), ``r2_order1``
         (first-order SH + AO), ``shading_std`` (std of the fitted log shading) and ``texels``;
-        ``maps`` has ``albedo`` ((h, w, 3) uint8) and ``shading`` ((h, w) fitted shade, NaN outside).
+        ``maps`` has ``albedo`` ((h, w, 3) uint8) and ``shading`` ((h, w) fitted shade over the
+        texels the UV charts cover, NaN elsewhere) and ``shading_filled`` (the same fit continued
+        over the whole grid and smoothed by :data:`DELIGHT_SMOOTH_PX`, for dividing it out of
+        the albedo).
         An asset of one uniform colour scores 0: nothing can be baked into it.
     """
     h, w = asset.texture.shape[:2]
@@ -100,12 +105,20 @@ def measure(asset: Asset, welded: Welded) -> tuple[dict, dict]:
     r2, coef = _r2(design, y)
     r2_1, _ = _r2(np.concatenate([sh_basis(n, 1), grid[..., 3][ok][:, None]], axis=1), y)
     fitted = design @ coef
-    shading = np.full((gh, gw), np.nan)
-    shading[ok] = np.exp(fitted - np.median(fitted))
+    # the fitted shading over the whole grid (rasterize_uv fills uncovered texels from the nearest
+    # covered one): a map with gaps or steps would put edges into the de-lit albedo the blur reads
+    n_all = grid[..., :3].reshape(-1, 3)
+    n_all = n_all / np.maximum(np.linalg.norm(n_all, axis=1, keepdims=True), 1e-12)
+    design_all = np.concatenate([sh_basis(n_all, 2), grid[..., 3].reshape(-1, 1)], axis=1)
+    log_shade = (design_all @ coef - np.median(fitted)).reshape(gh, gw)
+    shading = np.where(covered, np.exp(log_shade), np.nan)
+    # for dividing out: smoothed, so that fine relief (a can's ridges) adds no edges of its own
+    s = DELIGHT_SMOOTH_PX
+    filled = np.exp(cv2.GaussianBlur(log_shade.astype(np.float32), (0, 0), sigmaX=s, sigmaY=s))
     record = {
         "score": max(0.0, r2),
         "r2_order1": max(0.0, r2_1),
         "shading_std": float(np.std(fitted)),
         "texels": int(ok.sum()),
     }
-    return record, {"albedo": albedo, "shading": shading}
+    return record, {"albedo": albedo, "shading": shading, "shading_filled": filled}

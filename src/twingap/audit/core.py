@@ -50,7 +50,7 @@ def measure_asset(asset: Asset) -> tuple[dict, dict, Welded]:
     record["noise"], maps["noise"] = mesh_noise.measure(welded)
     record["holes"], maps["holes"] = holes.measure(welded)
     record["baked_light"], maps["baked_light"] = baked_light.measure(asset, welded)
-    shading = maps["baked_light"].get("shading")
+    shading = maps["baked_light"].get("shading_filled")
     record["texture"], maps["texture"] = texture_blur.measure(asset, shading)
     record["facts"] = facts.measure(asset, welded)
     return record, maps, welded

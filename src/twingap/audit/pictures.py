@@ -151,7 +151,7 @@ def shading_picture(albedo: np.ndarray, shading: np.ndarray) -> bytes:
     ax.axis("off")
     ax = fig.add_subplot(1, 3, 2)
     im = ax.imshow(np.ma.masked_invalid(shading), cmap="gray", vmin=0.3, vmax=1.7)
-    ax.set_title("shading fitted from normal + AO\n(white: saturated or dark, left out)", fontsize=8)
+    ax.set_title("shading fitted from normal + AO", fontsize=9)
     ax.axis("off")
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax = fig.add_subplot(1, 3, 3)
