@@ -3,9 +3,10 @@
 The thresholds live in ``calibration.json`` next to this module, written by
 ``python -m twingap.audit.calibrate`` (see :mod:`twingap.audit.calibrate`). A family's level is the
 number of its thresholds the score reaches. Thresholds between adjacent levels are fitted one pair
-at a time as the cut that misclassifies the fewest calibration samples of those two levels (cuts
-are midpoints between sorted scores, geometric for positive ones; ties: the middle one of the
-best cuts), then made increasing.
+at a time as the cut with the lowest balanced error (the share of the lower level at or above it
+plus the share of the higher level below it, so that the many clean samples do not push every cut
+up); cuts are midpoints between sorted scores, geometric for positive ones; ties: the middle one
+of the best cuts. The thresholds are then made increasing.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _midpoint(a: float, b: float) -> float:
 
 
 def fit_threshold(low: np.ndarray, high: np.ndarray) -> float:
-    """The cut between the scores of two adjacent levels with the fewest errors.
+    """The cut between the scores of two adjacent levels with the lowest balanced error rate.
 
     Args:
         low: Scores of the lower level (should fall below the cut).
@@ -80,7 +81,8 @@ def fit_threshold(low: np.ndarray, high: np.ndarray) -> float:
     if len(values) == 1:
         return float(values[0])
     cuts = np.array([_midpoint(a, b) for a, b in pairwise(values)])
-    errors = np.array([(low >= c).sum() + (high < c).sum() for c in cuts])
+    # balanced: each level's error rate counts the same, however many samples it has
+    errors = np.array([(low >= c).mean() + (high < c).mean() for c in cuts])
     best = np.flatnonzero(errors == errors.min())
     return float(cuts[best[(len(best) - 1) // 2]])
 

@@ -85,7 +85,10 @@ def roughness_picture(welded: Welded, roughness: np.ndarray) -> bytes:
     for k, view in enumerate(VIEWS):
         _draw_mesh(fig.add_subplot(1, 2, k + 1), welded, view, rgb)
     fig.colorbar(
-        ScalarMappable(norm, "magma"), ax=fig.axes, fraction=0.03, label="offset from smoothed surface (mm)"
+        ScalarMappable(norm, "magma"),
+        ax=fig.axes,
+        fraction=0.03,
+        label="offset from the local quadric fit (mm)",
     )
     return _png(fig)
 

@@ -229,7 +229,7 @@ def render_html(
         "<p class='small'>Levels 0 (clean) to 3 on the study's own scale, fitted on the study's flawed sample assets "
         f"(<code>{html.escape(calibration.get('generated_by', ''))}</code>); thresholds: "
         + "; ".join(f"{FAMILY_TITLES[f]} {', '.join(_fmt(t) for t in th[f]['thresholds'])}" for f in FAMILIES)
-        + ". Scores: noise = median offset from the smoothed surface / bbox diagonal; holes = interior closing area / "
+        + ". Scores: noise = median offset from a local quadric fit / bbox diagonal; holes = interior closing area / "
         "closed surface; texture = blur in px of a 2048 px texture; baked light = R&sup2; of log luminance on normal + AO.</p>"
     )
     if skipped:
