@@ -47,7 +47,7 @@ def _row_of(record: dict) -> dict:
     bl = record["baked_light"]
     return {
         "noise": record["noise"]["score"],
-        "noise_p90_mm": record["noise"]["p90_mm"],
+        "noise_p90_mm": record["noise"].get("p90_mm"),
         "holes": record["holes"]["score"],
         "holes_interior": record["holes"]["interior_holes"],
         "texture": record["texture"]["score"],
