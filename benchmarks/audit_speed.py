@@ -4,6 +4,8 @@ Usage:
     python benchmarks/audit_speed.py --study RUN_DIR     # render + train figures of a finished study run
     python benchmarks/audit_speed.py --preset tiny       # run the tiny study first (a lower bound: tiny
                                                           # images, a few iterations) and use its figures
+    python benchmarks/audit_speed.py --condition-seconds 342 --source "README: make demo, study_time.py"
+                                                          # compare with a figure measured elsewhere
 
 Prints, per model, the time to load it, to audit it (every family's measure and the grading), and to
 draw its pictures; then the mean audit time per model against one condition's measured render and
@@ -41,6 +43,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", type=Path, default=None, help="a study run folder with finished jobs")
     ap.add_argument("--preset", default=None, help="run this study preset first (e.g. tiny)")
+    ap.add_argument("--condition-seconds", type=float, default=None, help="render + train s of one condition")
+    ap.add_argument(
+        "--source", default="given on the command line", help="where --condition-seconds comes from"
+    )
     args = ap.parse_args()
 
     lib = ModelLibrary(default_sample_root() / "models")
@@ -73,16 +79,23 @@ def main() -> None:
         run_dir = Path(tempfile.mkdtemp(prefix=f"study_{args.preset}_"))
         run_study(run_dir, load_study_config(None, args.preset), InlineExecutor(), report=False)
         args.study = run_dir
+    compared = []
     if args.study:
         render, train, source = _condition_cost(args.study)
-        total = render + train
-        print(f"one condition, render + train: {render:.1f} s + {train:.1f} s = {total:.1f} s, from {source}")
         print(
-            f"ratio (render + train of one condition) / (audit of one model): {total / mean:.0f}x; "
+            f"one condition, render + train: {render:.1f} s + {train:.1f} s = {render + train:.1f} s "
+            f"from {source}"
+        )
+        compared.append((render + train, source))
+    if args.condition_seconds:
+        compared.append((args.condition_seconds, args.source))
+    for total, source in compared:
+        print(
+            f"vs {source}: {total:.1f} s per condition = {total / mean:.0f}x the audit of one model; "
             f"auditing all {len(audits)} models takes {100 * sum(audits) / total:.1f}% of one condition"
         )
-    else:
-        print("no --study / --preset: render + train not measured")
+    if not compared:
+        print("no --study / --preset / --condition-seconds: nothing to compare with")
     print(f"load average after: {os.getloadavg()[0]:.1f} (shared-machine wall clock)")
 
 

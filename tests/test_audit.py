@@ -256,7 +256,7 @@ def test_non_manifold_mesh_gets_a_clear_line(tmp_path, capsys):
     )
     code, stdout, err = run(capsys, "audit", str(path), "-o", str(tmp_path / "a"))
     assert code == 0, err
-    assert "1 non-manifold edges" in stdout
+    assert "1 non-manifold edge(s)" in stdout
 
 
 def test_mesh_in_millimetres_exits_2_after_auditing_the_rest(tmp_path, capsys):

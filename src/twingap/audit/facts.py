@@ -51,7 +51,7 @@ def measure(asset: Asset, welded: Welded) -> dict:
         warnings.append("no texture map: the mesh renders in one flat colour")
     non_manifold = int((counts > 2).sum())
     if non_manifold:
-        warnings.append(f"{non_manifold} non-manifold edges (shared by more than two faces)")
+        warnings.append(f"{non_manifold} non-manifold edge(s) (shared by more than two faces)")
     if welded.diag < MIN_DIAG_M:
         warnings.append(
             f"bounding-box diagonal {1000 * welded.diag:.2f} mm: is the file in metres? "
@@ -59,7 +59,7 @@ def measure(asset: Asset, welded: Welded) -> dict:
         )
     dropped = len(asset.faces) - len(welded.faces)
     if dropped:
-        warnings.append(f"{dropped} degenerate faces (zero area after welding) ignored")
+        warnings.append(f"{dropped} degenerate face(s) (zero area after welding) ignored")
     return {
         "textured": textured,
         "texture_px": list(asset.texture.shape[:2]) if textured else None,

@@ -52,9 +52,8 @@ def audit_cmd(
             typer.secho(f"skipped {stem}: {exc.one_line()}", err=True, fg=typer.colors.YELLOW)
             continue
         results.append(result)
-        levels = ", ".join(
-            f"{fam} {result.record[fam]['level']}" for fam in ("noise", "holes", "texture", "baked_light")
-        )
+        graded = {fam: result.record[fam]["level"] for fam in ("noise", "holes", "texture", "baked_light")}
+        levels = ", ".join(f"{fam} {'n/a' if lv is None else lv}" for fam, lv in graded.items())
         typer.echo(f"{stem}: {levels}")
         for warning in result.record["facts"]["warnings"]:
             typer.echo(f"  warning: {warning}")
