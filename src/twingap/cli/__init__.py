@@ -49,7 +49,7 @@ def _register() -> None:
     """Import the stage modules so that they add their commands to :data:`app`."""
     import importlib
 
-    for module in ("data", "evaluate", "artifacts", "twin", "render", "train", "study"):
+    for module in ("data", "evaluate", "artifacts", "twin", "render", "train", "study", "audit"):
         try:
             importlib.import_module(f"twingap.cli.{module}")
         except ModuleNotFoundError as exc:  # a stage not built yet
