@@ -15,6 +15,7 @@ Run folder (``run_dir``):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -58,6 +59,30 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TwingapError("device cuda requested but no CUDA GPU is available (use --device cpu)")
     return torch.device(name)
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype the training forward autocasts to, or None for float32.
+
+    ``cfg.amp_dtype == "bfloat16"`` gives bfloat16 only where it is native: a CPU with AVX512-BF16
+    or AMX tiles, or a CUDA GPU that supports bfloat16 (elsewhere float32: emulated bfloat16 is
+    slower and would make the run's numbers depend on the emulation).
+    """
+    if cfg.amp_dtype != "bfloat16":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    cpu = getattr(torch, "cpu", None)
+    native = any(
+        bool(getattr(cpu, name, lambda: False)())
+        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
+    return torch.bfloat16 if native else None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``, or a no-op context for None (float32)."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def package_versions() -> dict[str, str]:
@@ -209,7 +234,7 @@ def _cached_losses(model, cache: _FeatureCache, entries: list[int], targets: lis
     from torchvision.models.detection.image_list import ImageList
 
     feats = OrderedDict(
-        (k, torch.stack([cache.feats[e][k] for e in entries]).float()) for k in cache.feats[entries[0]]
+        (k, torch.stack([cache.feats[e][k].float() for e in entries])) for k in cache.feats[entries[0]]
     )
     if cache.partial:
         body = model.backbone.body
@@ -282,6 +307,7 @@ def train(
         if ckpt["dataset_hash"] != d_hash:
             raise TwingapError("dataset changed since the checkpoint was written", dataset_dir)
 
+    amp = autocast_dtype(cfg, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", cfg.to_dict())
     meta = {
@@ -295,12 +321,15 @@ def train(
         "category_names": {str(k): v for k, v in ds.cat_names.items()},
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "amp_dtype_used": str(amp).removeprefix("torch.") if amp is not None else "float32",
         "finished": False,
     }
     write_json_atomic(run_dir / "meta.json", meta)
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, ds.num_classes).to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -316,15 +345,15 @@ def train(
         log_rows = ckpt["log"]
         start = ckpt["step"]
 
-    t_cache = time.perf_counter()
+    t_cache, c_cache = time.perf_counter(), time.process_time()
     cache = None
     if cfg.uses_cache:
         cache = _FeatureCache(model, ds, cfg, device, progress)
         model.backbone.body.eval()
-    t_cache = time.perf_counter() - t_cache
+    t_cache, c_cache = time.perf_counter() - t_cache, time.process_time() - c_cache
     sampler = _Sampler(len(cache) if cache is not None else len(ds), cfg.seed)
 
-    t_loop = time.perf_counter()
+    t_loop, c_loop = time.perf_counter(), time.process_time()
     with _progress(progress, cfg.iterations, "training", start=start) as advance:
         for step in range(start, cfg.iterations):
             t0 = time.perf_counter()
@@ -335,14 +364,17 @@ def train(
             entries = sampler.batch(step, cfg.batch_size)
             if cache is not None:
                 targets = [_to_target(ds, cache.index[e][0], cache.params[e], cfg, device) for e in entries]
-                losses = _cached_losses(model, cache, entries, targets)
+                with _autocast(device, amp):
+                    losses = _cached_losses(model, cache, entries, targets)
             else:
                 images, targets = [], []
                 for slot, i in enumerate(entries):
                     p = _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_AUG, step, slot)))
                     images.append(_image_tensor(ds.images[i], p, device))
                     targets.append(_to_target(ds, i, p, cfg, device))
-                losses = model(images, targets)
+                with _autocast(device, amp):
+                    losses = model(images, targets)
+            losses = {k: v.float() for k, v in losses.items()}
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise TwingapError(f"training diverged at step {step} (loss {loss.item()}); lower the lr")
@@ -369,7 +401,7 @@ def train(
             done = step + 1
             if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
                 _save_checkpoint(ckpt_path, model, optim, ema, log_rows, done, cfg, d_hash)
-    t_loop = time.perf_counter() - t_loop
+    t_loop, c_loop = time.perf_counter() - t_loop, time.process_time() - c_loop
     _write_log(run_dir / "train_log.csv", log_rows)
     check_converged(cfg, log_rows, run_dir)
 
@@ -385,6 +417,8 @@ def train(
         seconds_total=round(time.perf_counter() - t_start, 3),
         seconds_cache=round(t_cache, 3),
         seconds_loop=round(t_loop, 3),
+        cpu_seconds_cache=round(c_cache, 3),
+        cpu_seconds_loop=round(c_loop, 3),
         steps_this_session=cfg.iterations - start,
     )
     write_json_atomic(run_dir / "meta.json", meta)
