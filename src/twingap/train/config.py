@@ -115,8 +115,9 @@ class TrainConfig:
             ``quick`` preset uses 1 and the study runs 2 trainings side by side.
         amp_dtype: Mixed precision of the training forward pass: ``"none"`` (float32) or
             ``"bfloat16"`` (``torch.autocast``: convolutions and linear layers in bfloat16,
-            losses, reductions and torchvision's RoI-Align in float32; weights, gradients, the
-            optimiser and the EMA stay float32). bfloat16 is used only where the hardware computes
+            losses, reductions and torchvision's RoI-Align in float32; the RPN head's and the box
+            predictor's outputs are cast to float32 so boxes are decoded in float32; weights,
+            gradients, the optimiser and the EMA stay float32). bfloat16 is used only where the hardware computes
             it natively: a CPU with AVX512-BF16 or AMX (elsewhere oneDNN emulates it, slower than
             float32) or a CUDA GPU that supports it; otherwise training runs in float32, and
             ``meta.json`` records the dtype used (``amp_dtype_used``). Prediction stays float32.

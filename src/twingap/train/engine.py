@@ -85,6 +85,18 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
+def _float32_outputs(_module, _inputs, output):
+    """Forward hook: a head's (nested) tensor outputs cast to float32.
+
+    On the RPN head and the box predictor under bfloat16 autocast: torchvision decodes boxes in
+    the dtype of the regression output, so bfloat16 deltas would round the anchors and proposals to
+    8 significant bits (2 px steps at 256-512 px); one such run went NaN at step 13.
+    """
+    if isinstance(output, torch.Tensor):
+        return output.float()
+    return type(output)(_float32_outputs(_module, _inputs, o) for o in output)
+
+
 def package_versions() -> dict[str, str]:
     """Versions of the packages that determine a training result."""
     import torchvision
@@ -330,6 +342,9 @@ def train(
     model = build_model(cfg, ds.num_classes).to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    if amp is not None:  # box coordinates stay float32 (see _float32_outputs)
+        model.rpn.head.register_forward_hook(_float32_outputs)
+        model.roi_heads.box_predictor.register_forward_hook(_float32_outputs)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
