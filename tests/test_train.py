@@ -27,6 +27,8 @@ TINY = TrainConfig(
     checkpoint_every=3,
     threads=1,
     ema_start=0.5,
+    amp_dtype="none",
+    channels_last=False,
 )
 
 
@@ -66,7 +68,7 @@ def _state(run: Path) -> dict[str, torch.Tensor]:
 )
 def test_resume_is_bit_identical(toy, tmp_path, monkeypatch, cached, frozen_blocks, fast):
     cfg = TINY.replace(cache_features=cached, frozen_blocks=frozen_blocks)
-    if fast:  # bfloat16 autocast (where native) and channels-last weights resume exactly too
+    if fast:  # the quick preset's bfloat16 autocast (where native) and channels-last resume exactly too
         cfg = cfg.replace(amp_dtype="bfloat16", channels_last=True)
     ref = train(toy, tmp_path / "ref", cfg, progress=False).parent
 
