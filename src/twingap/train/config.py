@@ -35,18 +35,19 @@ warm-up and clipping at 5 (4% of steps clipped), the same two datasets gave bbox
 (clean) and 0.74 (noise-1) on the twinned frames, 0.40 / 0.43 on held-out video 0002, at
 0.51 s per step. A collapsed run now fails its job (``max_loss_ratio``) instead of scoring 0.
 
-Speed options (``benchmarks/train_speed.py``; AMD EPYC Zen 4 with AVX512-BF16, one thread per
-job, shared 2-core machine, ratios of runs made side by side, process CPU seconds): per step,
-bfloat16 autocast 1.13x, channels-last weights 1.13x (oneDNN instead of PyTorch's reference
-kernel for the 1x1 convolutions), both 1.23x (a full 550-step pair: 1.23x CPU per step, 1.22x
-CPU per training with the cache); RPN 300/150 proposals in training 1.09x, 32 instead of 48 ROIs
-1.07x. Clean bbox AP on ycb-real of full trainings (seeds in brackets): today's float32 recipe at
-550 steps 76.0 (0; twice, bit-identical), 74.6 (1); bfloat16 + channels-last at 550 steps 77.1
-(0); at 400 steps 72.0 (1), 65.1 (2) (and 76.1 (0) before box decoding was kept in float32);
-float32 at 400 steps 71.0 (0); bfloat16 + channels-last + RPN 300/150 + 32 ROIs at 400 / 300
-steps 68.3 / 65.8 (0); bfloat16 + channels-last at 330 steps 68.3 (0), 60.1 (2) (before the
-float32 box decoding; seed 1 went NaN at step 13). Fewer steps cost AP in every run, so the
-``quick`` values keep 550 steps and take bfloat16 autocast (where native) and channels-last.
+Speed options (``benchmarks/train_speed.py``; AMD EPYC Zen 4 with AVX512-BF16, one thread per job,
+shared 2-core machine, ratios of runs made side by side, process CPU seconds): per step, bfloat16
+autocast 1.13x, channels-last weights 1.13x (oneDNN instead of PyTorch's reference kernel for the
+1x1 convolutions), both 1.23x (full 550-step pairs, seeds 0 / 1: 1.23x / 1.17x CPU per step, 1.22x
+/ 1.16x CPU per training with the cache); RPN 300/150 proposals in training 1.09x, 32 instead of
+48 ROIs 1.07x. Clean bbox AP on ycb-real of full trainings (seeds in brackets): today's float32
+recipe at 550 steps 76.0 (0), 74.6 (1) (each twice, bit-identical); bfloat16 + channels-last at
+550 steps 77.1 (0), 73.9 (1); at 400 steps 72.0 (1), 65.1 (2) (and 76.1 (0) before box decoding
+was kept in float32); float32 at 400 steps 71.0 (0); bfloat16 + channels-last + RPN 300/150 + 32
+ROIs at 400 / 300 steps 68.3 / 65.8 (0); bfloat16 + channels-last at 330 steps 68.3 (0), 60.1 (2)
+(before the float32 box decoding; seed 1 went NaN at step 13). Fewer steps cost AP in every run,
+so the ``quick`` values keep 550 steps and take bfloat16 autocast (where native) and
+channels-last.
 """
 
 from __future__ import annotations
