@@ -44,9 +44,9 @@ autocast 1.13x, channels-last weights 1.13x (oneDNN instead of PyTorch's referen
 recipe at 550 steps 76.0 (0), 74.6 (1) (each twice, bit-identical); bfloat16 + channels-last at
 550 steps 77.1 (0), 73.9 (1); at 400 steps 72.0 (1), 65.1 (2) (and 76.1 (0) before box decoding
 was kept in float32); float32 at 400 steps 71.0 (0); bfloat16 + channels-last + RPN 300/150 + 32
-ROIs at 400 / 300 steps 68.3 / 65.8 (0); bfloat16 + channels-last at 330 steps 68.3 (0), 60.1 (2)
-(before the float32 box decoding; seed 1 went NaN at step 13). Fewer steps cost AP in every run,
-so the ``quick`` values keep 550 steps and take bfloat16 autocast (where native) and
+ROIs at 400 / 300 steps 68.3 / 65.8 (0) and bfloat16 + channels-last at 330 steps 68.3 (0), 60.1
+(2), seed 1 NaN at step 13 (both before the float32 box decoding). Fewer steps cost AP in every
+run, so the ``quick`` values keep 550 steps and take bfloat16 autocast (where native) and
 channels-last.
 """
 
