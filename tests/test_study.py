@@ -49,6 +49,7 @@ def test_presets_are_valid_and_round_trip(tmp_path):
         assert again.to_dict() == cfg.to_dict()
     quick = load_study_config(None, "quick")
     assert len(quick.conditions) == 13
+    assert quick.seeds == [0, 1, 2]  # every condition x 3 seeds
     assert {ts.kind for ts in quick.test_sets} == {"twinned", "heldout"}
 
 

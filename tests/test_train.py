@@ -27,6 +27,8 @@ TINY = TrainConfig(
     checkpoint_every=3,
     threads=1,
     ema_start=0.5,
+    amp_dtype="none",
+    channels_last=False,
 )
 
 
@@ -60,9 +62,14 @@ def _state(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "model_final.pt", map_location="cpu", weights_only=False)["model"]
 
 
-@pytest.mark.parametrize(("cached", "frozen_blocks"), [(True, 18), (True, 7), (False, 7)])
-def test_resume_is_bit_identical(toy, tmp_path, monkeypatch, cached, frozen_blocks):
+@pytest.mark.parametrize(
+    ("cached", "frozen_blocks", "fast"),
+    [(True, 18, False), (True, 7, False), (False, 7, False), (True, 7, True)],
+)
+def test_resume_is_bit_identical(toy, tmp_path, monkeypatch, cached, frozen_blocks, fast):
     cfg = TINY.replace(cache_features=cached, frozen_blocks=frozen_blocks)
+    if fast:  # the quick preset's bfloat16 autocast (where native) and channels-last resume exactly too
+        cfg = cfg.replace(amp_dtype="bfloat16", channels_last=True)
     ref = train(toy, tmp_path / "ref", cfg, progress=False).parent
 
     real_lr_at = engine.lr_at
@@ -221,3 +228,37 @@ def test_config_toml_and_overrides(tmp_path):
     assert PRESETS["paper"].model == "resnet50_fpn" and not PRESETS["paper"].uses_cache
     with pytest.raises(Exception, match="frozen_blocks"):
         load_config("quick", frozen_blocks=0)
+
+
+def _native_bf16(monkeypatch, native: bool) -> None:
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: native, raising=False)
+
+
+def test_bf16_autocast_where_native_float32_elsewhere(toy, tmp_path, monkeypatch):
+    from twingap.train.predict import predict
+
+    cfg = TINY.replace(iterations=3, checkpoint_every=0, device="cpu")
+    fp32 = _state(train(toy, tmp_path / "fp32", cfg, progress=False).parent)
+    fast = cfg.replace(amp_dtype="bfloat16", channels_last=True)
+    _native_bf16(monkeypatch, False)
+    assert engine.autocast_dtype(fast, torch.device("cpu")) is None
+    fallback = train(toy, tmp_path / "fallback", fast, progress=False).parent
+    assert json.loads((fallback / "meta.json").read_text())["amp_dtype_used"] == "float32"
+    _native_bf16(monkeypatch, True)
+    assert engine.autocast_dtype(fast, torch.device("cpu")) == torch.bfloat16
+    run = train(toy, tmp_path / "bf16", fast, progress=False).parent
+    assert json.loads((run / "meta.json").read_text())["amp_dtype_used"] == "bfloat16"
+    assert all(torch.isfinite(torch.tensor(_losses(run))))
+    state = _state(run)
+    # weights, and so the EMA and the saved model, stay float32; autocast changed the numbers
+    assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
+    assert not all(torch.equal(state[k], fp32[k]) for k in fp32)
+    # a channels-last run predicts like any other
+    preds = predict(run, [toy / "images" / sorted(p.name for p in (toy / "images").iterdir())[0]])
+    assert isinstance(preds, list)
+
+
+def test_bad_amp_dtype_is_refused():
+    with pytest.raises(TwingapError, match="amp_dtype"):
+        load_config("quick", amp_dtype="float16")

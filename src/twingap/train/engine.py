@@ -20,6 +20,7 @@ Run folder (``run_dir``):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import time
@@ -72,6 +73,42 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TwingapError("device cuda requested but no CUDA GPU is available (use --device cpu)")
     return torch.device(name)
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The dtype the training forward autocasts to, or None for float32.
+
+    ``cfg.amp_dtype == "bfloat16"`` gives bfloat16 only where it is native: a CPU with AVX512-BF16
+    or AMX tiles, or a CUDA GPU that supports bfloat16 (elsewhere float32: emulated bfloat16 is
+    slower and would make the run's numbers depend on the emulation).
+    """
+    if cfg.amp_dtype != "bfloat16":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    cpu = getattr(torch, "cpu", None)
+    native = any(
+        bool(getattr(cpu, name, lambda: False)())
+        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
+    return torch.bfloat16 if native else None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``, or a no-op context for None (float32)."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def _float32_outputs(_module, _inputs, output):
+    """Forward hook: a head's (nested) tensor outputs cast to float32.
+
+    On the RPN head and the box predictor under bfloat16 autocast: torchvision decodes boxes in
+    the dtype of the regression output, so bfloat16 deltas would round the anchors and proposals to
+    8 significant bits (2 px steps at 256-512 px); one such run went NaN at step 13.
+    """
+    if isinstance(output, torch.Tensor):
+        return output.float()
+    return type(output)(_float32_outputs(_module, _inputs, o) for o in output)
 
 
 def package_versions() -> dict[str, str]:
@@ -223,7 +260,7 @@ def _cached_losses(model, cache: _FeatureCache, entries: list[int], targets: lis
     from torchvision.models.detection.image_list import ImageList
 
     feats = OrderedDict(
-        (k, torch.stack([cache.feats[e][k] for e in entries]).float()) for k in cache.feats[entries[0]]
+        (k, torch.stack([cache.feats[e][k].float() for e in entries])) for k in cache.feats[entries[0]]
     )
     if cache.partial:
         body = model.backbone.body
@@ -252,6 +289,8 @@ class _Batch:
         images: Uncached training: augmented images, each (3,H,W) float32 in [0, 1].
         entries: Cached training: rows of ``cache`` (an image under one augmentation variant).
         cache: The frozen-body feature cache the entries index.
+        device: Where the step runs.
+        amp: The autocast dtype of the forward pass (None: float32).
     """
 
     step: int
@@ -259,6 +298,8 @@ class _Batch:
     images: list[torch.Tensor] | None = None
     entries: list[int] | None = None
     cache: _FeatureCache | None = None
+    device: torch.device | None = None
+    amp: torch.dtype | None = None
 
 
 class _Batches:
@@ -267,8 +308,16 @@ class _Batches:
     Builds the feature cache (the slow part of setting up a cached run) when ``cfg.uses_cache``.
     """
 
-    def __init__(self, model, ds: TrainSet, cfg: TrainConfig, device: torch.device, progress: bool) -> None:
-        self.ds, self.cfg, self.device = ds, cfg, device
+    def __init__(
+        self,
+        model,
+        ds: TrainSet,
+        cfg: TrainConfig,
+        device: torch.device,
+        progress: bool,
+        amp: torch.dtype | None = None,
+    ) -> None:
+        self.ds, self.cfg, self.device, self.amp = ds, cfg, device, amp
         self.cache = None
         if cfg.uses_cache:
             self.cache = _FeatureCache(model, ds, cfg, device, progress)
@@ -280,20 +329,26 @@ class _Batches:
         entries = self.sampler.batch(step, cfg.batch_size)
         if cache is not None:
             targets = [_to_target(ds, cache.index[e][0], cache.params[e], cfg, device) for e in entries]
-            return _Batch(step, targets, entries=entries, cache=cache)
+            return _Batch(step, targets, entries=entries, cache=cache, device=device, amp=self.amp)
         images, targets = [], []
         for slot, i in enumerate(entries):
             p = _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_AUG, step, slot)))
             images.append(_image_tensor(ds.images[i], p, device))
             targets.append(_to_target(ds, i, p, cfg, device))
-        return _Batch(step, targets, images=images)
+        return _Batch(step, targets, images=images, device=device, amp=self.amp)
 
 
 def _forward(model, batch: _Batch) -> dict[str, torch.Tensor]:
-    """The model's training losses on a batch (from cached features when the batch has them)."""
-    if batch.cache is not None:
-        return _cached_losses(model, batch.cache, batch.entries, batch.targets)
-    return model(batch.images, batch.targets)
+    """The model's training losses on a batch (from cached features when the batch has them).
+
+    Under autocast the losses are computed in mixed precision and returned as float32.
+    """
+    with _autocast(batch.device, batch.amp):
+        if batch.cache is not None:
+            losses = _cached_losses(model, batch.cache, batch.entries, batch.targets)
+        else:
+            losses = model(batch.images, batch.targets)
+    return {k: v.float() for k, v in losses.items()}
 
 
 def _train_step(model, batch: _Batch, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> StepOutput:
@@ -368,10 +423,21 @@ def _run_meta(cfg: TrainConfig, ds: TrainSet, dataset_dir: Path, d_hash: str, de
     }
 
 
-def _initial_state(cfg: TrainConfig, num_classes: int, device: torch.device) -> TrainState:
-    """The model (seeded head initialisation) and its SGD optimiser over the trainable parameters."""
+def _initial_state(
+    cfg: TrainConfig, num_classes: int, device: torch.device, amp: torch.dtype | None = None
+) -> TrainState:
+    """The model (seeded head initialisation) and its SGD optimiser over the trainable parameters.
+
+    With ``cfg.channels_last`` the weights take the NHWC layout; under autocast (``amp``) the RPN head
+    and the box predictor return float32, so that box decoding is not rounded to bfloat16.
+    """
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, num_classes).to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if amp is not None:  # box coordinates stay float32 (see _float32_outputs)
+        model.rpn.head.register_forward_hook(_float32_outputs)
+        model.roi_heads.box_predictor.register_forward_hook(_float32_outputs)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -418,21 +484,23 @@ def train(
     ckpt_path = run_dir / "checkpoint.pt"
     ckpt = load_checkpoint(ckpt_path, cfg, d_hash, dataset_dir) if resume and ckpt_path.is_file() else None
 
+    amp = autocast_dtype(cfg, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(run_dir / "config.json", cfg.to_dict())
     meta = _run_meta(cfg, ds, dataset_dir, d_hash, device)
+    meta["amp_dtype_used"] = str(amp).removeprefix("torch.") if amp is not None else "float32"
     write_json_atomic(run_dir / "meta.json", meta)
 
-    state = _initial_state(cfg, ds.num_classes, device)
+    state = _initial_state(cfg, ds.num_classes, device, amp)
     if ckpt is not None:
         restore(state, ckpt)
-    t_cache = time.perf_counter()
-    batches = _Batches(state.model, ds, cfg, device, progress)
-    t_cache = time.perf_counter() - t_cache
-    t_loop = time.perf_counter()
+    t_cache, c_cache = time.perf_counter(), time.process_time()
+    batches = _Batches(state.model, ds, cfg, device, progress, amp)
+    t_cache, c_cache = time.perf_counter() - t_cache, time.process_time() - c_cache
+    t_loop, c_loop = time.perf_counter(), time.process_time()
     with _progress(progress, cfg.iterations, "training", start=state.start) as advance:
         _run_loop(state, batches, _hooks(cfg, run_dir, d_hash, advance))
-    t_loop = time.perf_counter() - t_loop
+    t_loop, c_loop = time.perf_counter() - t_loop, time.process_time() - c_loop
     check_converged(cfg, state.log_rows, run_dir)
 
     weights = {"model": state.final_weights(), "config": cfg.to_dict(), "label_map": ds.label_to_cat}
@@ -443,6 +511,8 @@ def train(
         seconds_total=round(time.perf_counter() - t_start, 3),
         seconds_cache=round(t_cache, 3),
         seconds_loop=round(t_loop, 3),
+        cpu_seconds_cache=round(c_cache, 3),
+        cpu_seconds_loop=round(c_loop, 3),
         steps_this_session=cfg.iterations - state.start,
     )
     write_json_atomic(run_dir / "meta.json", meta)
