@@ -20,13 +20,23 @@ import numpy as np
 
 from twingap.errors import TwingapError
 
-#: The flaw families the audit grades, their condition names per level, and their levels.
-FAMILIES: dict[str, dict[int, str]] = {
-    "noise": {1: "noise-1", 2: "noise-2", 3: "noise-3"},
-    "holes": {1: "holes-1", 2: "holes-2", 3: "holes-3"},
-    "texture": {1: "texture-1", 2: "texture-2", 3: "texture-3"},
-    "baked_light": {1: "baked-light"},
-}
+#: The flaw families the audit grades (each has a measure in this package).
+GRADED_FAMILIES = ("noise", "holes", "texture", "baked_light")
+
+
+def _families() -> dict[str, dict[int, str]]:
+    """Per graded family, the catalogue's condition name of each level >= 1 (e.g. noise: 1 -> noise-1)."""
+    from twingap.artifacts.catalogue import default_catalogue
+
+    out: dict[str, dict[int, str]] = {f: {} for f in GRADED_FAMILIES}
+    for name, cond in default_catalogue().items():
+        if cond.family in out and cond.level >= 1:
+            out[cond.family][cond.level] = name
+    return {f: dict(sorted(levels.items())) for f, levels in out.items()}
+
+
+#: The flaw families the audit grades and their condition names per level, from the condition catalogue.
+FAMILIES: dict[str, dict[int, str]] = _families()
 
 CALIBRATION_FILE = "calibration.json"
 
