@@ -139,18 +139,7 @@ def vertex_shading(asset: Asset, params: dict, rng: np.random.Generator) -> tupl
         lambert = lambert * shadow
     ao = np.ones(len(positions))
     if n_dirs > 0:
-        num = np.zeros(len(positions))
-        den = np.zeros(len(positions))
-        for d in fibonacci_directions(n_dirs):
-            w = np.clip(normals @ d, 0.0, None)
-            front = w > 0
-            if not front.any():
-                continue
-            vis = np.zeros(len(positions), dtype=bool)
-            vis[front] = visibility(positions[front], normals[front], occluders, d, cell)
-            num += w * vis
-            den += w
-        ao = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+        ao = ambient_occlusion(positions, normals, occluders, cell, n_dirs)
         for _ in range(n_smooth):  # average out the sampling noise of the binary visibility tests
             ao = smooth @ ao
     shade = gain * (floor + (1.0 - floor) * lambert) * ao**ao_strength
@@ -194,3 +183,32 @@ def damage(before: Asset, after: Asset, params: dict) -> dict[str, float]:
         "mean_albedo_change": float((diff * area).sum() / max(area.sum(), 1e-300)),
         "p95_albedo_change": p95,
     }
+
+
+def ambient_occlusion(
+    positions: np.ndarray, normals: np.ndarray, occluders: np.ndarray, cell: float, n_dirs: int
+) -> np.ndarray:
+    """(V,) cosine-weighted share of ``n_dirs`` hemisphere directions in which each vertex is open.
+
+    Args:
+        positions: (V, 3) vertex positions (object frame, metres).
+        normals: (V, 3) unit vertex normals.
+        occluders: (P, 3) points that block rays (vertices and face centroids).
+        cell: Grid cell of the visibility test (metres), as :func:`visibility` takes it.
+        n_dirs: Fibonacci directions on the sphere; those below a vertex's horizon do not count.
+
+    Returns:
+        1 = fully open, 0 = fully occluded (1 where no direction is above the horizon).
+    """
+    num = np.zeros(len(positions))
+    den = np.zeros(len(positions))
+    for d in fibonacci_directions(n_dirs):
+        w = np.clip(normals @ d, 0.0, None)
+        front = w > 0
+        if not front.any():
+            continue
+        vis = np.zeros(len(positions), dtype=bool)
+        vis[front] = visibility(positions[front], normals[front], occluders, d, cell)
+        num += w * vis
+        den += w
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)

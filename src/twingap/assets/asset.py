@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,18 +116,16 @@ def asset_from_trimesh(mesh, name: str, fallback_rgb=None, metadata=None) -> Ass
     return Asset(name, verts, faces, uv, np.ascontiguousarray(texture), textured, dict(metadata or {}))
 
 
-def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None) -> Asset:
-    """Load an OBJ(+MTL+PNG), PLY or GLB/glTF file as an Asset (units must be metres).
+def read_trimesh(path: Path) -> Any:
+    """The triangle mesh of an OBJ / PLY / GLB / glTF file, in its file units (a ``trimesh.Trimesh``).
+
+    A scene's meshes are concatenated; an OBJ's MTL and texture references are checked first.
 
     Raises:
-        TwingapError: If the file is missing, unreadable, empty, or obviously in millimetres
-            (bounding-box diagonal above 10 m: no YCB-like object is that large).
+        TwingapError: If the file is unreadable, holds no triangle mesh, or the mesh has no faces.
     """
     import trimesh
 
-    path = Path(path)
-    if not path.is_file():
-        raise TwingapError("mesh file not found", path)
     if path.suffix.lower() == ".obj":
         _check_obj_references(path)
     try:
@@ -140,7 +139,20 @@ def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None)
         loaded = geoms[0] if len(geoms) == 1 else trimesh.util.concatenate(geoms)
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise TwingapError("empty mesh (no faces)", path)
-    asset = asset_from_trimesh(loaded, name or path.stem, fallback_rgb, {"source": str(path)})
+    return loaded
+
+
+def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None) -> Asset:
+    """Load an OBJ(+MTL+PNG), PLY or GLB/glTF file as an Asset (units must be metres).
+
+    Raises:
+        TwingapError: If the file is missing, unreadable, empty, or obviously in millimetres
+            (bounding-box diagonal above 10 m: no YCB-like object is that large).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TwingapError("mesh file not found", path)
+    asset = asset_from_trimesh(read_trimesh(path), name or path.stem, fallback_rgb, {"source": str(path)})
     if asset.bbox_diagonal > 10.0:
         raise TwingapError(
             f"mesh looks like millimetres (bbox diagonal {asset.bbox_diagonal:.1f}); "

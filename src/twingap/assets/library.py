@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from twingap.assets.asset import Asset, asset_from_trimesh
+from twingap.configfile import read_toml
 from twingap.errors import TwingapError
 
 #: Metres per unit of the units a library may declare.
@@ -144,10 +144,7 @@ def _entry(file: str, obj_id: int, unit: str, **extra: Any) -> dict[str, Any]:
 
 def _index_objects_toml(root: Path) -> LibraryIndex:
     path = root / "objects.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TwingapError(f"not valid TOML ({exc})", path) from exc
+    data = read_toml(path, "objects.toml")
     unknown_top = sorted(set(data) - {"object"})
     if unknown_top:
         raise TwingapError(f"unknown key(s) {unknown_top}: objects.toml holds [[object]] tables", path)
@@ -453,24 +450,9 @@ def load_model(index: LibraryIndex, name: str) -> Asset:
 
 def _load_unchecked(path: Path, name: str, fallback_rgb: Any, meta: dict[str, Any]) -> Asset:
     """An OBJ / GLB / glTF in its file units (``load_mesh_file`` without its metres check)."""
-    import trimesh
+    from twingap.assets.asset import read_trimesh
 
-    from twingap.assets.asset import _check_obj_references
-
-    if path.suffix.lower() == ".obj":
-        _check_obj_references(path)
-    try:
-        loaded = trimesh.load(path, process=False)
-    except Exception as exc:  # trimesh raises many types for bad files
-        raise TwingapError(f"unreadable mesh ({exc})", path) from exc
-    if isinstance(loaded, trimesh.Scene):
-        geoms = [g for g in loaded.geometry.values() if isinstance(g, trimesh.Trimesh)]
-        if not geoms:
-            raise TwingapError("no triangle mesh in file", path)
-        loaded = geoms[0] if len(geoms) == 1 else trimesh.util.concatenate(geoms)
-    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
-        raise TwingapError("empty mesh (no faces)", path)
-    return asset_from_trimesh(loaded, name, fallback_rgb, meta)
+    return asset_from_trimesh(read_trimesh(path), name, fallback_rgb, meta)
 
 
 # ---------------------------------------------------------------------------------------- writing

@@ -17,7 +17,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from twingap.artifacts.baked_light import fibonacci_directions, visibility
+from twingap.artifacts.baked_light import ambient_occlusion as _ambient_occlusion
 from twingap.artifacts.uv_raster import rasterize_uv
 from twingap.assets.asset import Asset
 from twingap.audit.geometry import Welded
@@ -40,17 +40,7 @@ def ambient_occlusion(welded: Welded) -> np.ndarray:
     extent = float(np.max(pos.max(0) - pos.min(0)))
     cell = max(1.5 * edge, extent / 256.0, 1e-9)
     occluders = np.concatenate([pos, tri.mean(axis=1)])
-    num, den = np.zeros(len(pos)), np.zeros(len(pos))
-    for d in fibonacci_directions(AO_DIRECTIONS):
-        wgt = np.clip(normals @ d, 0.0, None)
-        front = wgt > 0
-        if not front.any():
-            continue
-        vis = np.zeros(len(pos), dtype=bool)
-        vis[front] = visibility(pos[front], normals[front], occluders, d, cell)
-        num += wgt * vis
-        den += wgt
-    ao = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    ao = _ambient_occlusion(pos, normals, occluders, cell, AO_DIRECTIONS)
     avg = welded.neighbour_average()
     for _ in range(2):
         ao = 0.5 * (ao + avg @ ao)
