@@ -116,3 +116,32 @@ def test_compare_refuses_different_studies(tmp_path, capsys):
     assert len(out.strip().splitlines()) == 1
     code, out = _cli(["compare", a, str(tmp_path / "nope")], capsys)
     assert code == 2 and "not a study run folder" in out
+
+
+def _bare_run(root, name: str, **train) -> str:
+    """A run folder with only what the identity check reads: scenes, one test set, one job's settings."""
+    from twingap.train.config import load_config
+
+    run = root / name
+    (run / "scenes").mkdir(parents=True)
+    (run / "scenes" / "manifest.json").write_text('{"scenes_hash": "abc"}')
+    (run / "testsets" / "ts").mkdir(parents=True)
+    (run / "testsets" / "ts" / "gt.json").write_text('{"images": []}')
+    (run / "jobs" / "clean__s0" / "model").mkdir(parents=True)
+    import json
+
+    d = load_config("quick", **train).to_dict()
+    d.pop("amp_dtype")  # as written before that setting existed: its default fills in
+    (run / "jobs" / "clean__s0" / "model" / "config.json").write_text(json.dumps(d))
+    return str(run)
+
+
+def test_compare_refuses_runs_trained_with_other_settings(tmp_path, capsys):
+    a = _bare_run(tmp_path, "a", seed=0, amp_dtype="none")
+    b = _bare_run(tmp_path, "b", seed=7, amp_dtype="none", lr=0.05)
+    code, out = _cli(["compare", a, b], capsys)
+    assert code == 2 and "other settings (['lr'])" in out
+    from twingap.study.replication import study_identity
+
+    same = _bare_run(tmp_path, "c", seed=9, amp_dtype="none")
+    assert study_identity(a) == study_identity(same)  # the seed is not part of the recipe

@@ -146,7 +146,12 @@ def _run_rows(run_dir: Path) -> tuple[dict[str, Any], dict[tuple[str, str, str],
 
 
 def study_identity(run_dir: Path) -> dict[str, Any]:
-    """What must be equal for two runs to be runs of the same study: scenes and test-set contents."""
+    """What must be equal for two runs to be runs of the same study.
+
+    The training scenes (hash), the test sets' ground truth, and the training recipe: the settings
+    of a trained job (defaults filled in, so a run made before a new setting existed compares
+    equal where it used that setting's default) without its seed. None where no job has trained.
+    """
     run_dir = Path(run_dir)
     scenes = run_dir / "scenes" / "manifest.json"
     if not scenes.is_file():
@@ -154,7 +159,22 @@ def study_identity(run_dir: Path) -> dict[str, Any]:
     tests = {}
     for gt in sorted((run_dir / "testsets").glob("*/gt.json")):
         tests[gt.parent.name] = sha256_file(gt)
-    return {"scenes_hash": read_json(scenes).get("scenes_hash"), "test_sets": tests}
+    return {
+        "scenes_hash": read_json(scenes).get("scenes_hash"),
+        "test_sets": tests,
+        "recipe": _recipe(run_dir),
+    }
+
+
+def _recipe(run_dir: Path) -> dict[str, Any] | None:
+    """The training settings of the run's first trained job, without the seed (None for fake jobs)."""
+    for cfg_path in sorted((run_dir / "jobs").glob("*/model/config.json")):
+        from twingap.train.config import TrainConfig
+
+        d = TrainConfig.from_dict(read_json(cfg_path)).to_dict()
+        d.pop("seed", None)
+        return d
+    return None
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, ci: float = 0.95) -> dict[str, Any]:
@@ -173,6 +193,11 @@ def compare_runs(run_a: str | Path, run_b: str | Path, ci: float = 0.95) -> dict
             raise TwingapError(f"{run_b} is another study: test set {ts!r} has other frames", run_a)
     if not set(id_a["test_sets"]) & set(id_b["test_sets"]):
         raise TwingapError(f"{run_b} is another study: no test set in common", run_a)
+    if id_a["recipe"] and id_b["recipe"] and id_a["recipe"] != id_b["recipe"]:
+        keys = sorted(k for k in id_a["recipe"] if id_a["recipe"][k] != id_b["recipe"].get(k))
+        raise TwingapError(
+            f"{run_b} is another study: its models trained with other settings ({keys})", run_a
+        )
     stats_a, a = _run_rows(run_a)
     stats_b, b = _run_rows(run_b)
     res = compare_estimates(a, b, ci)
