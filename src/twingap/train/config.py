@@ -241,8 +241,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict` (unknown keys raise :class:`TwingapError`)."""
-        return cls().replace(**d)
+        """Inverse of :meth:`to_dict` (unknown keys raise :class:`TwingapError`).
+
+        A key missing from ``d`` because the setting did not exist when ``d`` was written takes the
+        value every run used then (:data:`ADDED_LATER`), not today's default.
+        """
+        return cls().replace(**{**ADDED_LATER, **d})
 
 
 def _coerce(cfg: TrainConfig) -> TrainConfig:
@@ -254,6 +258,9 @@ def _coerce(cfg: TrainConfig) -> TrainConfig:
 
 
 MODELS = ("mobilenet_v2_fpn_lite", "resnet50_fpn")
+
+#: Settings added after run folders were first written, with the value every earlier run trained with.
+ADDED_LATER: dict[str, Any] = {"amp_dtype": "none", "channels_last": False}
 AMP_DTYPES = ("none", "bfloat16")
 
 #: Named presets. ``quick``: the measured CPU recipe. ``paper``: ResNet-50-FPN at the paper's
