@@ -46,6 +46,7 @@ from typing import Any
 TODAY: dict[str, Any] = {
     "amp_dtype": "none",
     "channels_last": False,
+    "fast_kernels": False,
     "iterations": 550,
     "warmup_iters": 60,
     "ema_decay": 0.98,
@@ -67,6 +68,14 @@ OPTIONS: dict[str, dict[str, Any] | None] = {
     "rpn300/150": {"rpn_pre_nms_train": 300, "rpn_post_nms_train": 150},
     "rois32": {"box_batch_per_image": 32},
     "bf16+cl+rpn+rois32": {**_FAST, **_FEWER},
+    "fast_kernels": {"fast_kernels": True},
+    "bf16+cl+fk": {**_FAST, "fast_kernels": True},
+    "bf16+cl+fk+rpn300/150": {
+        **_FAST,
+        "fast_kernels": True,
+        "rpn_pre_nms_train": 300,
+        "rpn_post_nms_train": 150,
+    },
     # full-length candidates (the speed part measures per step; these differ in steps)
     "fast-300": {**_FAST, **_FEWER, "iterations": 300, "warmup_iters": 40},
     "fast-400": {**_FAST, **_FEWER, "iterations": 400, "warmup_iters": 50},
@@ -75,7 +84,7 @@ OPTIONS: dict[str, dict[str, Any] | None] = {
     "bf16+cl-330": {**_FAST, "iterations": 330, "warmup_iters": 40},
     "quick": None,
 }
-SPEED_DEFAULT = ["today", "bf16", "channels_last", "bf16+cl", "rpn300/150", "rois32", "bf16+cl+rpn+rois32"]
+SPEED_DEFAULT = ["today", "bf16+cl", "fast_kernels", "bf16+cl+fk", "rpn300/150", "bf16+cl+fk+rpn300/150"]
 
 
 def _py() -> list[str]:

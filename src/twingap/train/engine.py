@@ -56,6 +56,7 @@ from twingap.train.hooks import (
     load_checkpoint,
     restore,
 )
+from twingap.train.kernels import float32_depthwise, fold_frozen_bn
 from twingap.train.model import build_model, frozen_body_blocks
 
 _STREAM_AUG, _STREAM_ORDER, _STREAM_STEP, _STREAM_VARIANT = 1, 2, 3, 4
@@ -189,6 +190,11 @@ class _FeatureCache:
         body.eval()
         frozen = frozen_body_blocks(model, cfg)
         self.partial = len(frozen) < len(list(body.children()))
+        layout = torch.contiguous_format
+        if cfg.fast_kernels:  # the same features: batch norms folded, channels-last (oneDNN) layout
+            layout = torch.channels_last
+            frozen = [(name, fold_frozen_bn(module)) for name, module in frozen]
+            body = body if self.partial else fold_frozen_bn(body)
         returns = body.return_layers
         total = len(ds) * cfg.aug_variants
         with torch.no_grad(), _progress(progress, total, "caching features") as bar:
@@ -202,15 +208,17 @@ class _FeatureCache:
                     x = _image_tensor(ds.images[i], p, device)
                     il, _ = transform([x])
                     if self.partial:
-                        f, h = OrderedDict(), il.tensors
+                        f, h = OrderedDict(), il.tensors.contiguous(memory_format=layout)
                         for name, module in frozen:
                             h = module(h)
                             if name in returns:
                                 f[returns[name]] = h
                         f[_BOUNDARY] = h
                     else:
-                        f = body(il.tensors)
-                    self.feats.append(OrderedDict((k, t[0].to(torch.float16)) for k, t in f.items()))
+                        f = body(il.tensors.contiguous(memory_format=layout))
+                    self.feats.append(
+                        OrderedDict((k, t[0].to(torch.float16).contiguous()) for k, t in f.items())
+                    )
                     self.params.append(p)
                     self.index.append((i, v))
                     bar(1)
@@ -429,13 +437,16 @@ def _initial_state(
     """The model (seeded head initialisation) and its SGD optimiser over the trainable parameters.
 
     With ``cfg.channels_last`` the weights take the NHWC layout; under autocast (``amp``) the RPN head
-    and the box predictor return float32, so that box decoding is not rounded to bfloat16.
+    and the box predictor return float32, so that box decoding is not rounded to bfloat16, and with
+    ``cfg.fast_kernels`` the depthwise convolutions compute in float32 (:func:`float32_depthwise`).
     """
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, num_classes).to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     if amp is not None:  # box coordinates stay float32 (see _float32_outputs)
+        if cfg.fast_kernels:
+            float32_depthwise(model)
         model.rpn.head.register_forward_hook(_float32_outputs)
         model.roi_heads.box_predictor.register_forward_hook(_float32_outputs)
     model.train()

@@ -26,6 +26,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from twingap.errors import TwingapError
 from twingap.train.config import TrainConfig
+from twingap.train.kernels import SampledRoIAlign
 
 #: MobileNetV2 ``features`` indices whose outputs feed the FPN: the last block at stride 8
 #: (32 ch), stride 16 (96 ch) and stride 32 (320 ch, before the 1280-ch classifier conv). torchvision's own
@@ -148,6 +149,11 @@ def build_model(cfg: TrainConfig, num_classes: int) -> MaskRCNN:
             mask_head=MaskRCNNHeads(c, mask_channels, 1),
             mask_predictor=MaskRCNNPredictor(mask_channels[-1], mask_channels[-1], num_classes),
         )
+    if cfg.fast_kernels:
+        heads = model.roi_heads
+        for name in ("box_roi_pool", "mask_roi_pool"):
+            pool = getattr(heads, name)
+            setattr(heads, name, SampledRoIAlign(pool.featmap_names, pool.output_size, pool.sampling_ratio))
     if cfg.freeze_backbone:
         for _, module in frozen_body_blocks(model, cfg):
             for p in module.parameters():
