@@ -9,7 +9,14 @@ import pytest
 from scipy import stats as st
 
 from twingap.study.fake import FakePerImage
-from twingap.study.replication import SideEstimate, agree, compare_estimates, split_half
+from twingap.study.replication import (
+    SideEstimate,
+    agree,
+    compare_estimates,
+    expected_tau,
+    split_half,
+    tau_projection,
+)
 from twingap.study.stats import condition_results
 
 
@@ -32,6 +39,34 @@ def test_compare_estimates_share_and_tau():
     flipped = {k: SideEstimate(-v.delta + 10, 0.5, 20, 3) for k, v in A.items()}
     res = compare_estimates(A, flipped)
     assert res["share"] < 0.5 and res["tau"][0]["tau"] == pytest.approx(-1.0)
+
+
+def test_expected_tau_known_answers():
+    effects = np.array([0.0, -5.0, -10.0, -15.0, -20.0])
+    assert expected_tau(effects, np.full(5, 0.01), 3) == pytest.approx(1.0)  # no noise: same ranking
+    assert abs(expected_tau(np.zeros(5), np.ones(5), 3)) < 0.03  # equal effects: rankings unrelated
+    # two conditions 1 sd apart at 1 seed: P(same order in both) = P(concordant) of two N(1, 2) signs
+    p = st.norm.cdf(1 / math.sqrt(2))
+    two = expected_tau(np.array([0.0, 1.0, 100.0]), np.ones(3), 1, n_sim=40000)
+    assert two == pytest.approx((2 + (p**2 + (1 - p) ** 2) - 2 * p * (1 - p)) / 3, abs=0.01)
+    taus = [expected_tau(effects, np.full(5, 8.0), s) for s in (1, 3, 10, 30)]
+    assert taus == sorted(taus) and taus[-1] > 0.8 > taus[0]
+
+
+def test_tau_projection_seeds_for_target():
+    conds = [f"c{i}" for i in range(6)]
+    a = {(c, "ts", "bbox"): SideEstimate(-3.0 * i, 2.0 / math.sqrt(3), 10, 3) for i, c in enumerate(conds)}
+    b = {
+        (c, "ts", "bbox"): SideEstimate(-3.0 * i + 0.5, 2.0 / math.sqrt(3), 10, 3)
+        for i, c in enumerate(conds)
+    }
+    (p,) = tau_projection(a, b, target=0.7)
+    assert p["n"] == 6 and p["seeds_now"] == 3 and 0.9 < p["shrink"] <= 1.0
+    need = p["seeds_for_target"]
+    assert need is not None and need <= 3  # effects 3 AP apart, sd 2: three seeds rank them
+    ties = {k: SideEstimate(v.delta * 0.01, v.se_seed * 5, 10, 3) for k, v in a.items()}
+    (q,) = tau_projection(ties, ties, target=0.7)
+    assert q["seeds_for_target"] is None  # effects far below the noise: no seed count ranks them
 
 
 def _evals(rng: np.random.Generator, seeds: list[int], effects: dict[str, float], noise: float) -> dict:
@@ -94,6 +129,7 @@ def test_compare_agreeing_runs(tmp_path, capsys):
     assert res["n"] == 5 * 2 * 2  # conditions x test sets x IoU types
     assert res["share"] >= 0.9, res
     assert all(t["tau"] > 0.7 for t in res["tau"])
+    assert "projected tau" in out and len(res["projection"]) == 4  # test sets x IoU types
 
 
 def test_compare_disagreeing_runs(tmp_path, capsys):

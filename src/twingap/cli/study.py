@@ -186,6 +186,14 @@ def compare(
             f"Kendall tau {t['test_set']} {t['iou_type']}: {t['tau']:.2f} "
             f"(p = {t['p_value']:.3f}, n = {t['n']})"
         )
+    for p in res.get("projection", []):
+        at = ", ".join(f"{s} seeds {t:.2f}" for s, t in p["tau_at"].items())
+        need = p["seeds_for_target"]
+        reach = f"{need} seeds per run" if need else "more than 50 seeds per run"
+        typer.echo(
+            f"projected tau {p['test_set']} {p['iou_type']} (two runs of S seeds each): {at}; "
+            f"tau {p['target']} needs {reach}"
+        )
     if json_out is not None:
         write_json_atomic(json_out, json_safe(agreement_to_dict(res)))
         typer.echo(f"json: {json_out}")

@@ -12,6 +12,12 @@ error is shared by the two runs (same frames) and left out. Besides the share of
 estimates, the check reports Kendall's tau between the two rankings of the conditions: agreement
 says the intervals are honest, tau says they are precise enough to rank.
 
+How many seeds would make the rankings replicate (:func:`tau_projection`) is projected by simulation
+from what the two runs measured: the conditions' effects (both runs' seeds pooled, shrunk toward
+their mean by the share of their spread that the estimation noise explains) and each condition's
+seed sd of the paired difference; two independent studies of ``S`` seeds each are drawn and the
+expected Kendall tau between their rankings is reported per ``S``.
+
 All AP values in AP points.
 """
 
@@ -96,6 +102,102 @@ def compare_estimates(
         "share": n_ok / len(checked) if checked else math.nan,
         "tau": taus,
     }
+
+
+def expected_tau(effects: np.ndarray, sd: np.ndarray, seeds: int, n_sim: int = 4000, seed: int = 0) -> float:
+    """Expected Kendall tau (tau-a) between the rankings of two independent studies.
+
+    Each study estimates ``effects`` (one per condition) with independent normal noise of sd
+    ``sd / sqrt(seeds)`` (``sd``: each condition's seed sd of a paired difference).
+
+    Args:
+        effects: (C,) true effects, AP points.
+        sd: (C,) seed sd of each condition's paired difference, AP points.
+        seeds: Seeds per study.
+        n_sim: Simulated pairs of studies.
+        seed: Seed of the simulation (the answer is deterministic).
+
+    Returns:
+        The mean tau over the simulated pairs; NaN with fewer than 3 conditions.
+    """
+    c = len(effects)
+    if c < 3:
+        return math.nan
+    rng = np.random.default_rng(seed)
+    noise = sd / math.sqrt(seeds)
+    x = effects + rng.standard_normal((n_sim, c)) * noise
+    y = effects + rng.standard_normal((n_sim, c)) * noise
+    i, j = np.triu_indices(c, 1)
+    concord = np.sign(x[:, i] - x[:, j]) * np.sign(y[:, i] - y[:, j])
+    return float(concord.mean())
+
+
+def tau_projection(
+    a: dict[tuple[str, str, str], SideEstimate],
+    b: dict[tuple[str, str, str], SideEstimate],
+    target: float = 0.7,
+    max_seeds: int = 50,
+) -> list[dict[str, Any]]:
+    """Per test set x IoU type: expected tau at a few seed counts and the seeds reaching ``target``.
+
+    The effects are both sides' estimates pooled (weighted by seeds) and shrunk toward their mean by
+    ``max(0, 1 - noise variance / observed variance)``, so that noise is not taken for spread
+    between conditions; the sd per condition pools both sides' seed sds.
+
+    Returns:
+        ``[{test_set, iou_type, n, seeds_now, tau_at: {S: tau}, seeds_for_target}]``;
+        ``seeds_for_target`` is None if even ``max_seeds`` seeds per run do not reach ``target``.
+    """
+    out = []
+    for ts, iou in sorted({(k[1], k[2]) for k in a if k in b}):
+        keys = [k for k in a if k in b and k[1:] == (ts, iou)]
+        rows = []
+        for k in keys:
+            ea, eb = a[k], b[k]
+            if min(ea.n_seeds, eb.n_seeds) < 2 or any(
+                math.isnan(v) for v in (ea.delta, eb.delta, ea.se_seed, eb.se_seed)
+            ):
+                continue
+            n = ea.n_seeds + eb.n_seeds
+            var = (
+                ea.se_seed**2 * ea.n_seeds * (ea.n_seeds - 1) + eb.se_seed**2 * eb.n_seeds * (eb.n_seeds - 1)
+            ) / (n - 2)
+            rows.append(((ea.delta * ea.n_seeds + eb.delta * eb.n_seeds) / n, var, n))
+        if len(rows) < 3:
+            continue
+        est = np.array([r[0] for r in rows])
+        var = np.array([r[1] for r in rows])
+        noise = float(np.mean(var / np.array([r[2] for r in rows])))
+        spread = float(est.var(ddof=1))
+        shrink = max(0.0, 1.0 - noise / spread) if spread > 0 else 0.0
+        effects = est.mean() + shrink * (est - est.mean())
+        sd = np.sqrt(var)
+        now = min(a[keys[0]].n_seeds, b[keys[0]].n_seeds)
+        grid = sorted({now, 3, 5, 10, 20})
+        tau_at = {s: expected_tau(effects, sd, s) for s in grid}
+        need = None
+        lo, hi = 1, max_seeds
+        if expected_tau(effects, sd, hi) >= target:
+            while lo < hi:  # expected tau grows with the seed count
+                mid = (lo + hi) // 2
+                if expected_tau(effects, sd, mid) >= target:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            need = lo
+        out.append(
+            {
+                "test_set": ts,
+                "iou_type": iou,
+                "n": len(rows),
+                "seeds_now": now,
+                "shrink": shrink,
+                "tau_at": tau_at,
+                "seeds_for_target": need,
+                "target": target,
+            }
+        )
+    return out
 
 
 def split_half(results: list[ConditionResult], ci: float = 0.95) -> dict[str, Any] | None:
@@ -201,6 +303,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, ci: float = 0.95) -> dict
     stats_a, a = _run_rows(run_a)
     stats_b, b = _run_rows(run_b)
     res = compare_estimates(a, b, ci)
+    res["projection"] = tau_projection(a, b)
     res["seeds_a"] = sorted({n for n in _seeds(stats_a)})
     res["seeds_b"] = sorted({n for n in _seeds(stats_b)})
     res["run_a"], res["run_b"] = str(run_a), str(run_b)
