@@ -86,6 +86,9 @@ def test_split_half_agrees_on_noise_and_needs_three_seeds():
     half = split_half(res)
     assert half is not None and half["seeds_a"] == [0, 2] and half["seeds_b"] == [1, 3]
     assert half["n"] == 4 and half["share"] >= 0.75
+    (rerun,) = half["rerun"]  # effects 1-5 AP apart, seed noise 0.5 AP: a rerun ranks them alike
+    assert rerun["seeds_now"] == 4 and rerun["n"] == 4 and rerun["seeds_for_target"] <= 4
+    assert rerun["tau_at"][4] > 0.7
     res2, _ = condition_results("ts", "bbox", _evals(rng, [0, 1], effects, 0.005))
     assert split_half(res2) is None
 

@@ -132,20 +132,59 @@ def expected_tau(effects: np.ndarray, sd: np.ndarray, seeds: int, n_sim: int = 4
     return float(concord.mean())
 
 
+def _project(
+    est: np.ndarray, var: np.ndarray, n: np.ndarray, now: int, target: float, max_seeds: int
+) -> dict[str, Any]:
+    """Expected tau at a few seed counts and the seeds reaching ``target`` (see :func:`tau_projection`).
+
+    Args:
+        est: (C,) estimated effects, AP points.
+        var: (C,) per-seed variance of each condition's paired difference.
+        n: (C,) seeds behind each estimate.
+        now: The seed count of the run(s) measured.
+        target: Tau to reach.
+        max_seeds: The largest seed count tried.
+    """
+    noise = float(np.mean(var / n))
+    spread = float(est.var(ddof=1))
+    shrink = max(0.0, 1.0 - noise / spread) if spread > 0 else 0.0
+    effects = est.mean() + shrink * (est - est.mean())
+    sd = np.sqrt(var)
+    tau_at = {s: expected_tau(effects, sd, s) for s in sorted({now, 3, 5, 10, 20})}
+    need = None
+    lo, hi = 1, max_seeds
+    if expected_tau(effects, sd, hi) >= target:
+        while lo < hi:  # expected tau grows with the seed count
+            mid = (lo + hi) // 2
+            if expected_tau(effects, sd, mid) >= target:
+                hi = mid
+            else:
+                lo = mid + 1
+        need = lo
+    return {
+        "n": len(est),
+        "seeds_now": now,
+        "shrink": shrink,
+        "tau_at": tau_at,
+        "seeds_for_target": need,
+        "target": target,
+    }
+
+
 def tau_projection(
     a: dict[tuple[str, str, str], SideEstimate],
     b: dict[tuple[str, str, str], SideEstimate],
     target: float = 0.7,
     max_seeds: int = 50,
 ) -> list[dict[str, Any]]:
-    """Per test set x IoU type: expected tau at a few seed counts and the seeds reaching ``target``.
+    """Per test set x IoU type: expected tau of two runs of S seeds each, and the S reaching ``target``.
 
     The effects are both sides' estimates pooled (weighted by seeds) and shrunk toward their mean by
     ``max(0, 1 - noise variance / observed variance)``, so that noise is not taken for spread
     between conditions; the sd per condition pools both sides' seed sds.
 
     Returns:
-        ``[{test_set, iou_type, n, seeds_now, tau_at: {S: tau}, seeds_for_target}]``;
+        ``[{test_set, iou_type, n, seeds_now, shrink, tau_at: {S: tau}, seeds_for_target, target}]``;
         ``seeds_for_target`` is None if even ``max_seeds`` seeds per run do not reach ``target``.
     """
     out = []
@@ -159,44 +198,41 @@ def tau_projection(
             ):
                 continue
             n = ea.n_seeds + eb.n_seeds
-            var = (
-                ea.se_seed**2 * ea.n_seeds * (ea.n_seeds - 1) + eb.se_seed**2 * eb.n_seeds * (eb.n_seeds - 1)
-            ) / (n - 2)
-            rows.append(((ea.delta * ea.n_seeds + eb.delta * eb.n_seeds) / n, var, n))
+            ss = ea.se_seed**2 * ea.n_seeds * (ea.n_seeds - 1) + eb.se_seed**2 * eb.n_seeds * (eb.n_seeds - 1)
+            rows.append(((ea.delta * ea.n_seeds + eb.delta * eb.n_seeds) / n, ss / (n - 2), n))
         if len(rows) < 3:
             continue
-        est = np.array([r[0] for r in rows])
-        var = np.array([r[1] for r in rows])
-        noise = float(np.mean(var / np.array([r[2] for r in rows])))
-        spread = float(est.var(ddof=1))
-        shrink = max(0.0, 1.0 - noise / spread) if spread > 0 else 0.0
-        effects = est.mean() + shrink * (est - est.mean())
-        sd = np.sqrt(var)
+        est, var, n_arr = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
         now = min(a[keys[0]].n_seeds, b[keys[0]].n_seeds)
-        grid = sorted({now, 3, 5, 10, 20})
-        tau_at = {s: expected_tau(effects, sd, s) for s in grid}
-        need = None
-        lo, hi = 1, max_seeds
-        if expected_tau(effects, sd, hi) >= target:
-            while lo < hi:  # expected tau grows with the seed count
-                mid = (lo + hi) // 2
-                if expected_tau(effects, sd, mid) >= target:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            need = lo
-        out.append(
-            {
-                "test_set": ts,
-                "iou_type": iou,
-                "n": len(rows),
-                "seeds_now": now,
-                "shrink": shrink,
-                "tau_at": tau_at,
-                "seeds_for_target": need,
-                "target": target,
-            }
-        )
+        out.append({"test_set": ts, "iou_type": iou, **_project(est, var, n_arr, now, target, max_seeds)})
+    return out
+
+
+def rerun_projection(
+    results: list[ConditionResult], target: float = 0.7, max_seeds: int = 50
+) -> list[dict[str, Any]]:
+    """As :func:`tau_projection`, from one study: would a rerun of S seeds rank its conditions alike?
+
+    Per test set x IoU type of ``results`` (conditions with at least 2 paired seeds; the seed sd as
+    the study's intervals use it, pooled where they pool).
+    """
+    out = []
+    for ts, iou in sorted({(r.test_set, r.iou_type) for r in results}):
+        rows = [
+            r
+            for r in results
+            if (r.test_set, r.iou_type) == (ts, iou)
+            and r.condition != "clean"
+            and len(r.paired_seeds) >= 2
+            and not math.isnan(r.se_seed)
+        ]
+        if len(rows) < 3:
+            continue
+        n = np.array([len(r.paired_seeds) for r in rows], dtype=float)
+        est = np.array([r.delta for r in rows])
+        var = np.array([r.se_seed**2 for r in rows]) * n
+        now = int(n.min())
+        out.append({"test_set": ts, "iou_type": iou, **_project(est, var, n, now, target, max_seeds)})
     return out
 
 
@@ -208,7 +244,8 @@ def split_half(results: list[ConditionResult], ci: float = 0.95) -> dict[str, An
     the half's seed count. Needs at least 3 paired seeds.
 
     Returns:
-        As :func:`compare_estimates`, plus ``"seeds_a"`` and ``"seeds_b"``; None with < 3 seeds.
+        As :func:`compare_estimates`, plus ``"seeds_a"`` and ``"seeds_b"``, and ``"rerun"``: the
+        :func:`rerun_projection` of the whole study; None with < 3 seeds.
     """
     a: dict[tuple[str, str, str], SideEstimate] = {}
     b: dict[tuple[str, str, str], SideEstimate] = {}
@@ -225,7 +262,12 @@ def split_half(results: list[ConditionResult], ci: float = 0.95) -> dict[str, An
             halves[half][:] = [r.paired_seeds[i] for i in idx]
     if not a:
         return None
-    return {**compare_estimates(a, b, ci), "seeds_a": halves[0], "seeds_b": halves[1]}
+    return {
+        **compare_estimates(a, b, ci),
+        "seeds_a": halves[0],
+        "seeds_b": halves[1],
+        "rerun": rerun_projection(results),
+    }
 
 
 def _run_rows(run_dir: Path) -> tuple[dict[str, Any], dict[tuple[str, str, str], SideEstimate]]:

@@ -251,14 +251,20 @@ def _replication(t: Table) -> str:
         f"<h3>Split-half replication: seeds {t.meta['seeds_a']} against seeds {t.meta['seeds_b']}</h3>"
         "<p class='muted small'>Would a rerun give the same answers? Each half's difference to clean is compared "
         "with the other's, within t × their combined training-noise standard error; Kendall τ compares the two "
-        "rankings of the conditions. <code>twingap compare RUN_A RUN_B</code> does the same for two runs.</p>"
-        "<table><tr><th>IoU</th><th>test set</th><th>agree</th><th>Kendall τ</th><th>p</th></tr>"
+        "rankings of the conditions. <code>twingap compare RUN_A RUN_B</code> does the same for two runs. "
+        "The last two columns project from the whole study (its effects, shrunk for noise, and its seed sd): the "
+        "expected τ between this run and a rerun with as many seeds, and the seeds per run for which two runs "
+        "would rank the conditions with τ 0.7 on average (conditions with near-equal effects never rank alike).</p>"
+        "<table><tr><th>IoU</th><th>test set</th><th>agree</th><th>Kendall τ</th><th>p</th>"
+        "<th>τ of a rerun (projected)</th><th>seeds for τ 0.7</th></tr>"
     ]
     for r in t.rows:
         share = f"{r['agree']} of {r['n']}" if r["n"] else "–"
+        need = r["seeds_for_tau_07"] or "over 50"
+        rerun = f"{fmt(r['rerun_tau'], 2)} ({r['rerun_seeds']} seeds)" if r["rerun_seeds"] else "–"
         out.append(
             f"<tr><td>{r['iou_type']}</td><td>{e(r['test_set'])}</td><td>{share}</td>"
-            f"<td>{fmt(r['tau'], 2)}</td><td>{fmt(r['p_value'], 3)}</td></tr>"
+            f"<td>{fmt(r['tau'], 2)}</td><td>{fmt(r['p_value'], 3)}</td><td>{rerun}</td><td>{need}</td></tr>"
         )
     out.append("</table>")
     return "".join(out)

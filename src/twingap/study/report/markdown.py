@@ -114,13 +114,15 @@ def _replication(t: Table) -> list[str]:
         "",
         f"## Split-half replication: seeds {t.meta['seeds_a']} against seeds {t.meta['seeds_b']}",
         "",
-        "| IoU | test set | agree | Kendall tau | p |",
-        "|---|---|---|---|---|",
+        "| IoU | test set | agree | Kendall tau | p | tau of a rerun (projected) | seeds for tau 0.7 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in t.rows:
+        need = r["seeds_for_tau_07"] or "over 50"
+        rerun = f"{fmt(r['rerun_tau'], 2)} ({r['rerun_seeds']} seeds)" if r["rerun_seeds"] else "–"
         lines.append(
             f"| {r['iou_type']} | {r['test_set']} | {r['agree']} of {r['n']} | {fmt(r['tau'], 2)} | "
-            f"{fmt(r['p_value'], 3)} |"
+            f"{fmt(r['p_value'], 3)} | {rerun} | {need} |"
         )
     return lines
 

@@ -240,6 +240,10 @@ def seed_table(res: StudyResults) -> Table:
 def replication_table(res: StudyResults) -> Table:
     """Split-half replication per IoU type and test set: share of agreeing conditions, Kendall tau.
 
+    Also the projected ranking replicability (:func:`twingap.study.replication.rerun_projection`): the
+    expected tau between this study and a rerun with as many seeds, and the seeds per run for tau 0.7
+    (None: more than 50).
+
     ``meta``: ``seeds_a``, ``seeds_b`` (the halves); empty with fewer than 3 seeds.
     """
     rows: list[dict[str, Any]] = []
@@ -248,8 +252,10 @@ def replication_table(res: StudyResults) -> Table:
         if rep is None:
             continue
         meta = {"seeds_a": rep["seeds_a"], "seeds_b": rep["seeds_b"]}
+        rerun = {p["test_set"]: p for p in rep.get("rerun", [])}
         for t in rep["tau"]:
             checked = [r for r in rep["rows"] if r.test_set == t["test_set"] and r.agree is not None]
+            proj = rerun.get(t["test_set"])
             rows.append(
                 {
                     "iou_type": iou,
@@ -258,9 +264,23 @@ def replication_table(res: StudyResults) -> Table:
                     "agree": sum(bool(r.agree) for r in checked),
                     "tau": t["tau"],
                     "p_value": t["p_value"],
+                    "rerun_seeds": proj["seeds_now"] if proj else None,
+                    "rerun_tau": proj["tau_at"][proj["seeds_now"]] if proj else math.nan,
+                    "seeds_for_tau_07": proj["seeds_for_target"] if proj else None,
                 }
             )
-    return Table(["iou_type", "test_set", "n", "agree", "tau", "p_value"], rows, "split_half", meta)
+    cols = [
+        "iou_type",
+        "test_set",
+        "n",
+        "agree",
+        "tau",
+        "p_value",
+        "rerun_seeds",
+        "rerun_tau",
+        "seeds_for_tau_07",
+    ]
+    return Table(cols, rows, "split_half", meta)
 
 
 def tau_table(res: StudyResults) -> Table:
