@@ -15,8 +15,10 @@ says the intervals are honest, tau says they are precise enough to rank.
 How many seeds would make the rankings replicate (:func:`tau_projection`) is projected by simulation
 from what the two runs measured: the conditions' effects (both runs' seeds pooled, shrunk toward
 their mean by the share of their spread that the estimation noise explains) and each condition's
-seed sd of the paired difference; two independent studies of ``S`` seeds each are drawn and the
-expected Kendall tau between their rankings is reported per ``S``.
+own training noise (half the seed variance of its paired difference: the other half is clean's,
+common to all conditions of a run, which moves every difference alike and leaves the ranking be);
+two independent studies of ``S`` seeds each are drawn and the expected Kendall tau between their
+rankings is reported per ``S``.
 
 All AP values in AP points.
 """
@@ -108,11 +110,11 @@ def expected_tau(effects: np.ndarray, sd: np.ndarray, seeds: int, n_sim: int = 4
     """Expected Kendall tau (tau-a) between the rankings of two independent studies.
 
     Each study estimates ``effects`` (one per condition) with independent normal noise of sd
-    ``sd / sqrt(seeds)`` (``sd``: each condition's seed sd of a paired difference).
+    ``sd / sqrt(seeds)`` (``sd``: each condition's own per-seed training noise).
 
     Args:
         effects: (C,) true effects, AP points.
-        sd: (C,) seed sd of each condition's paired difference, AP points.
+        sd: (C,) per-seed sd of each condition's own training noise, AP points.
         seeds: Seeds per study.
         n_sim: Simulated pairs of studies.
         seed: Seed of the simulation (the answer is deterministic).
@@ -145,11 +147,15 @@ def _project(
         target: Tau to reach.
         max_seeds: The largest seed count tried.
     """
-    noise = float(np.mean(var / n))
+    # A paired difference's noise is the condition's own plus clean's; clean's part is common to every
+    # condition of a run and does not change their ranking. With conditions alike (the premise of
+    # pooling the seed variance), each condition's own part is half the paired difference's variance.
+    own = var / 2
+    noise = float(np.mean(own / n))
     spread = float(est.var(ddof=1))
     shrink = max(0.0, 1.0 - noise / spread) if spread > 0 else 0.0
     effects = est.mean() + shrink * (est - est.mean())
-    sd = np.sqrt(var)
+    sd = np.sqrt(own)
     tau_at = {s: expected_tau(effects, sd, s) for s in sorted({now, 3, 5, 10, 20})}
     need = None
     lo, hi = 1, max_seeds
