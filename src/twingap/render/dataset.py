@@ -26,7 +26,6 @@ holding a different dataset (other scenes, condition, seed or models) is refused
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 from twingap.assets.asset import Asset, ModelLibrary
 from twingap.errors import TwingapError
 from twingap.io import atomic_path, dumps_json, read_json, write_json_atomic, write_text_atomic
+from twingap.provenance import package_versions
 from twingap.render.scene import SceneSpec, scenes_hash
 
 MANIFEST_SCHEMA = 1
@@ -316,18 +316,6 @@ def _is_done(out_dir: Path, i: int) -> bool:
 
 
 # ----------------------------------------------------------------------------- manifest
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("twingap", "numpy", "moderngl", "opencv-python-headless", "pycocotools", "trimesh"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
-
-
 _IDENTITY_KEYS = (
     "scenes_hash",
     "num_scenes",
@@ -461,7 +449,7 @@ def render_dataset(
         "renderer_options": options,
         "full_masks": bool(full_masks),
         "models": {k: a.content_hash for k, a in sorted(assets.items())},
-        "versions": _versions(),
+        "versions": package_versions(),
         "complete": False,
     }
     _check_manifest(out_dir, manifest)

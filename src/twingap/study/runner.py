@@ -39,7 +39,7 @@ from typing import Any
 
 from twingap.errors import TwingapError
 from twingap.io import dumps_json, read_json, sha256_bytes, sha256_file, write_json_atomic, write_text_atomic
-from twingap.provenance import machine_info
+from twingap.provenance import machine_info, package_versions
 from twingap.study.config import StudyConfig, config_to_toml, validate
 from twingap.study.stages import Stages, load_stages
 
@@ -80,17 +80,6 @@ def plan_jobs(cfg: StudyConfig) -> list[Job]:
 
 
 # ---------------------------------------------------------------------- versions, hashes
-def versions() -> dict[str, str]:
-    """Versions of Python and the packages that shape results."""
-    from importlib import metadata
-
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("twingap", "torch", "torchvision", "numpy", "moderngl", "faster-coco-eval", "pycocotools"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[pkg] = metadata.version(pkg)
-    return out
-
-
 def config_hash(cfg_dict: dict) -> str:
     """Hash of the job-relevant part of a configuration."""
     return sha256_bytes(dumps_json({k: cfg_dict.get(k) for k in _JOB_KEYS}, indent=None).encode())[:16]
@@ -220,7 +209,7 @@ def prepare_shared(run_dir: str | Path, cfg: StudyConfig, stages: Stages | None 
         t0 = time.perf_counter()
         info = stages.prepare_scenes(cfg, scenes_dir)
         info["seconds"] = time.perf_counter() - t0
-        info.update(stages=stages.name, versions=versions(), seed=cfg.scenes.seed)
+        info.update(stages=stages.name, versions=package_versions(), seed=cfg.scenes.seed)
         write_json_atomic(man_path, info)
     out: dict[str, Any] = {"scenes": read_json(man_path), "testsets": {}}
     for ts in cfg.test_sets:
@@ -517,7 +506,7 @@ def job_manifest(
         "render_seconds": done["render"].get("render_seconds", 0.0),
         "seconds": round(sum(timings.values()), 3),
         "attempt_seconds": round(attempt_seconds, 3),
-        "versions": versions(),
+        "versions": package_versions(),
         "machine": machine_info(),
         "host": socket.gethostname(),
         "started": started,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import platform
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import torch
 
 from twingap.errors import TwingapError
 from twingap.io import atomic_path, read_json, write_json_atomic
+from twingap.provenance import package_versions
 from twingap.train.config import PRESETS, TrainConfig
 from twingap.train.data import (
     AugParams,
@@ -110,21 +110,6 @@ def _float32_outputs(_module, _inputs, output):
     if isinstance(output, torch.Tensor):
         return output.float()
     return type(output)(_float32_outputs(_module, _inputs, o) for o in output)
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that determine a training result."""
-    import torchvision
-
-    import twingap
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": np.__version__,
-        "twingap": twingap.__version__,
-    }
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
