@@ -189,7 +189,7 @@ def compare(
     for p in res.get("projection", []):
         at = ", ".join(f"{s} seeds {t:.2f}" for s, t in p["tau_at"].items())
         need = p["seeds_for_target"]
-        reach = f"{need} seeds per run" if need else "more than 50 seeds per run"
+        reach = f"{need} seeds per run" if need else f"more than {p['max_seeds']} seeds per run"
         typer.echo(
             f"projected tau {p['test_set']} {p['iou_type']} (two runs of S seeds each): {at}; "
             f"tau {p['target']} needs {reach}"

@@ -174,6 +174,7 @@ def _project(
         "tau_at": tau_at,
         "seeds_for_target": need,
         "target": target,
+        "max_seeds": max_seeds,
     }
 
 
@@ -190,7 +191,8 @@ def tau_projection(
     between conditions; the sd per condition pools both sides' seed sds.
 
     Returns:
-        ``[{test_set, iou_type, n, seeds_now, shrink, tau_at: {S: tau}, seeds_for_target, target}]``;
+        ``[{test_set, iou_type, n, seeds_now, shrink, tau_at: {S: tau}, seeds_for_target, target,
+        max_seeds}]``;
         ``seeds_for_target`` is None if even ``max_seeds`` seeds per run do not reach ``target``.
     """
     out = []

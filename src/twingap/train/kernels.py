@@ -67,9 +67,9 @@ def roi_align_sampled(
     gy = (torch.arange(ph * sr, device=rois.device, dtype=torch.float32) + 0.5) / (ph * sr)
     xs = x1[:, None] + rw[:, None] * gx  # (R, pw * sr) sample columns, feature-map pixels
     ys = y1[:, None] + rh[:, None] * gy  # (R, ph * sr) sample rows
-    inside = ((ys >= -1) & (ys <= h)).float()[:, None, :, None] * ((xs >= -1) & (xs <= w)).float()[
-        :, None, None, :
-    ]
+    in_y = ((ys >= -1) & (ys <= h)).float()
+    in_x = ((xs >= -1) & (xs <= w)).float()
+    inside = in_y[:, None, :, None] * in_x[:, None, None, :]  # (R, 1, ph * sr, pw * sr)
     # grid_sample with align_corners=True maps -1 / +1 to the centres of the first / last pixel
     xs = xs * (2.0 / (w - 1)) - 1.0
     ys = ys * (2.0 / (h - 1)) - 1.0

@@ -260,7 +260,7 @@ def _replication(t: Table) -> str:
     ]
     for r in t.rows:
         share = f"{r['agree']} of {r['n']}" if r["n"] else "–"
-        need = r["seeds_for_tau_07"] or "over 50"
+        need = r["seeds_for_tau_07"] or f"over {r['max_seeds']}"
         rerun = f"{fmt(r['rerun_tau'], 2)} ({r['rerun_seeds']} seeds)" if r["rerun_seeds"] else "–"
         out.append(
             f"<tr><td>{r['iou_type']}</td><td>{e(r['test_set'])}</td><td>{share}</td>"

@@ -118,7 +118,7 @@ def _replication(t: Table) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     for r in t.rows:
-        need = r["seeds_for_tau_07"] or "over 50"
+        need = r["seeds_for_tau_07"] or f"over {r['max_seeds']}"
         rerun = f"{fmt(r['rerun_tau'], 2)} ({r['rerun_seeds']} seeds)" if r["rerun_seeds"] else "–"
         lines.append(
             f"| {r['iou_type']} | {r['test_set']} | {r['agree']} of {r['n']} | {fmt(r['tau'], 2)} | "

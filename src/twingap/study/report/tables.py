@@ -242,7 +242,7 @@ def replication_table(res: StudyResults) -> Table:
 
     Also the projected ranking replicability (:func:`twingap.study.replication.rerun_projection`): the
     expected tau between this study and a rerun with as many seeds, and the seeds per run for tau 0.7
-    (None: more than 50).
+    (None: more than ``max_seeds``, a row key outside the CSV columns).
 
     ``meta``: ``seeds_a``, ``seeds_b`` (the halves); empty with fewer than 3 seeds.
     """
@@ -267,6 +267,7 @@ def replication_table(res: StudyResults) -> Table:
                     "rerun_seeds": proj["seeds_now"] if proj else None,
                     "rerun_tau": proj["tau_at"][proj["seeds_now"]] if proj else math.nan,
                     "seeds_for_tau_07": proj["seeds_for_target"] if proj else None,
+                    "max_seeds": proj["max_seeds"] if proj else None,
                 }
             )
     cols = [
