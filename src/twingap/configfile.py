@@ -65,3 +65,22 @@ def check_keys(
         if key not in allowed:
             hint = did_you_mean(key, allowed) or f" (allowed: {', '.join(sorted(allowed))})"
             raise TwingapError(f"{what}: unknown key {key!r}{hint}", source)
+
+
+def check_choice(name: str, choices: Iterable[str], what: str, source: str | Path | None = None) -> None:
+    """Fail unless ``name`` is one of ``choices``.
+
+    Args:
+        name: The value the user wrote.
+        choices: Valid values, listed in the message in their order.
+        what: What the value names, as the user wrote it (e.g. ``"[render] backend"``).
+        source: The file, printed first.
+
+    Raises:
+        TwingapError: One line: ``"<file>: <what> 'x' is unknown (did you mean 'y'?) (have: a, b)"``.
+    """
+    choices = list(choices)
+    if name not in choices:
+        raise TwingapError(
+            f"{what} {name!r} is unknown{did_you_mean(name, choices)} (have: {', '.join(choices)})", source
+        )

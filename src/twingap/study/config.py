@@ -69,7 +69,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from twingap.configfile import check_keys, did_you_mean, read_toml
+from twingap.configfile import check_choice, check_keys, did_you_mean, read_toml
 from twingap.errors import TwingapError
 
 TEST_SET_KINDS = ("twinned", "heldout", "user", "coco")
@@ -591,12 +591,7 @@ def _validate_train(cfg: StudyConfig, source: str | Path | None) -> None:
     from twingap.train.config import TrainConfig
 
     name = cfg.train.preset
-    if name not in TRAIN_PRESETS:
-        raise TwingapError(
-            f"[train] preset {name!r} is unknown{did_you_mean(name, TRAIN_PRESETS)} "
-            f"(have: {', '.join(TRAIN_PRESETS)})",
-            source,
-        )
+    check_choice(name, TRAIN_PRESETS, "[train] preset", source)
     knobs = load_stages(cfg.stages).train_knobs
     allowed = [f.name for f in fields(TrainConfig)] + list(knobs)
     check_keys(cfg.train.overrides, allowed, "[train] overrides", source)
@@ -614,12 +609,7 @@ def _validate_render(cfg: StudyConfig, source: str | Path | None) -> None:
     from twingap.render.backend import BACKENDS, check_backend, check_options
 
     backend = cfg.render.backend
-    if backend not in BACKENDS:
-        raise TwingapError(
-            f"[render] backend {backend!r} is unknown{did_you_mean(backend, BACKENDS)} "
-            f"(have: {', '.join(BACKENDS)})",
-            source,
-        )
+    check_choice(backend, BACKENDS, "[render] backend", source)
     try:  # before check_backend: a typo in the file is reported even where the backend cannot run
         check_options(backend, cfg.render.options)
     except TwingapError as exc:
