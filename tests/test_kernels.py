@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import pytest
@@ -10,7 +11,13 @@ from torchvision.models import mobilenet_v2
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign, roi_align
 
 from twingap.train.config import ADDED_LATER, PRESETS, TrainConfig
-from twingap.train.kernels import SampledRoIAlign, float32_depthwise, fold_frozen_bn, roi_align_sampled
+from twingap.train.kernels import (
+    SampledRoIAlign,
+    float32_depthwise,
+    fold_frozen_bn,
+    fold_frozen_bn_live,
+    roi_align_sampled,
+)
 from twingap.train.model import build_model
 
 
@@ -85,12 +92,55 @@ def test_float32_depthwise_under_autocast() -> None:
     model = build_model(PRESETS["quick"].replace(weights="none"), 4)
     keys = list(model.state_dict())
     depthwise = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
-    assert float32_depthwise(model) == len(depthwise) == 17  # MobileNetV2's 17 inverted residuals
+    assert len(depthwise) == 17  # MobileNetV2's 17 inverted residuals
+    strided = [m for m in depthwise if m.stride == (2, 2)]
+    assert float32_depthwise(model) == len(strided) == 4  # the stride-1 ones stay in bfloat16
     assert list(model.state_dict()) == keys
-    x = torch.rand(1, depthwise[3].in_channels, 12, 16)
+    x = torch.rand(1, strided[2].in_channels, 12, 16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert depthwise[3](x.bfloat16()).dtype == torch.float32
+        assert strided[2](x.bfloat16()).dtype == torch.float32
+        plain = next(m for m in depthwise if m.stride == (1, 1) and m.in_channels > 32)
+        assert plain(torch.rand(1, plain.in_channels, 12, 16)).dtype == torch.bfloat16
         assert torch.nn.functional.conv2d(x, torch.rand(2, x.shape[1], 1, 1)).dtype == torch.bfloat16
+
+
+def _random_frozen_bn(model: torch.nn.Module) -> None:
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, FrozenBatchNorm2d):
+            c = m.weight.shape[0]
+            m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(c, generator=g))
+            m.running_mean.copy_(torch.randn(c, generator=g))
+            m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+
+
+def test_fold_frozen_bn_live_same_function_and_gradients() -> None:
+    net = mobilenet_v2(norm_layer=FrozenBatchNorm2d).features[7:11]  # 4 trainable inverted residuals
+    _random_frozen_bn(net)
+    folded = copy.deepcopy(net)
+    keys = list(net.state_dict())
+    assert fold_frozen_bn_live(folded) == 3 * 4  # expand, depthwise, project per block
+    assert list(folded.state_dict()) == keys
+    x = torch.rand(2, 32, 12, 16)
+    y_ref, y = net(x), folded(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
+    y_ref.square().sum().backward()
+    y.square().sum().backward()
+    for (name, p_ref), p in zip(net.named_parameters(), folded.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-3, atol=1e-3, msg=name)
+
+
+def test_fold_frozen_bn_live_keeps_float32_depthwise() -> None:
+    net = mobilenet_v2(norm_layer=FrozenBatchNorm2d).features[7:9]
+    _random_frozen_bn(net)
+    assert float32_depthwise(net) == 1  # block 7's stride-2 depthwise
+    fold_frozen_bn_live(net)
+    depthwise = net[0].conv[1][0]
+    x = torch.rand(1, depthwise.in_channels, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert depthwise(x.bfloat16()).dtype == torch.float32
+        assert net[0].conv[0][0](torch.rand(1, 32, 8, 8)).dtype == torch.bfloat16
 
 
 def test_fast_kernels_setting() -> None:

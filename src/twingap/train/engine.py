@@ -56,7 +56,7 @@ from twingap.train.hooks import (
     load_checkpoint,
     restore,
 )
-from twingap.train.kernels import float32_depthwise, fold_frozen_bn
+from twingap.train.kernels import float32_depthwise, fold_frozen_bn, fold_frozen_bn_live
 from twingap.train.model import build_model, frozen_body_blocks
 
 _STREAM_AUG, _STREAM_ORDER, _STREAM_STEP, _STREAM_VARIANT = 1, 2, 3, 4
@@ -423,7 +423,9 @@ def _initial_state(
 
     With ``cfg.channels_last`` the weights take the NHWC layout; under autocast (``amp``) the RPN head
     and the box predictor return float32, so that box decoding is not rounded to bfloat16, and with
-    ``cfg.fast_kernels`` the depthwise convolutions compute in float32 (:func:`float32_depthwise`).
+    ``cfg.fast_kernels`` the strided depthwise convolutions compute in float32 (:func:`float32_depthwise`)
+    and the frozen batch norms of the trainable blocks are folded into their convolutions on the fly
+    (:func:`fold_frozen_bn_live`).
     """
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, num_classes).to(device)
@@ -434,6 +436,8 @@ def _initial_state(
             float32_depthwise(model)
         model.rpn.head.register_forward_hook(_float32_outputs)
         model.roi_heads.box_predictor.register_forward_hook(_float32_outputs)
+    if cfg.fast_kernels:
+        fold_frozen_bn_live(model)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
