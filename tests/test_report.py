@@ -238,3 +238,39 @@ def test_summary_text_flags_fake_numbers(tmp_path):
 
     text = summary_text(_write_stats(tmp_path / "run", fake=True))
     assert text.splitlines()[0] == "FAKE stages: synthetic numbers (pipeline test), not results"
+
+
+# ---------------------------------------------------------------------- top_fixes_text
+def _fix(rank, cond, hours, rec, lo, hi, significant, verdict):
+    per = rec / hours
+    return {
+        "rank": rank,
+        "condition": cond,
+        "hours": hours,
+        "recovered": rec,
+        "recovered_lo": lo,
+        "recovered_hi": hi,
+        "per_hour": per,
+        "per_hour_lo": lo / hours,
+        "per_hour_hi": hi / hours,
+        "significant": significant,
+        "verdict": verdict,
+    }
+
+
+def test_top_fixes_text_rates_only_distinguishable_fixes(tmp_path):
+    from twingap.study.report import top_fixes_text
+
+    fixes = [
+        _fix(1, "noise-3", 9.0, 14.0, 9.0, 19.0, True, "fix recovers AP"),
+        _fix(2, "ambient-2", 0.5, 2.6, -1.2, 6.4, False, "no measurable difference"),
+        _fix(3, "holes-1", 2.0, -0.2, -3.0, 2.6, False, "no measurable difference"),
+    ]
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "stats.json").write_text(json.dumps({"fixes": fixes}))
+    assert top_fixes_text(tmp_path).splitlines() == [
+        " 1. noise-3       +14.0 AP [+9.0, +19.0] for 9 h = 1.56 AP/h",
+        " 2. ambient-2      +2.6 AP [-1.2, +6.4] for 0.5 h: no measurable difference",
+        " 3. holes-1        -0.2 AP [-3.0, +2.6] for 2 h: no measurable difference",
+    ]
+    assert len(top_fixes_text(tmp_path, n=1).splitlines()) == 1

@@ -10,15 +10,24 @@ from twingap.study.report.style import fmt
 
 
 def top_fixes_text(run_dir: str | Path, n: int = 5) -> str:
-    """The top of the ranked fix list as plain text (for the end of ``twingap study``)."""
+    """The top of the ranked fix list as plain text (for the end of ``twingap study``).
+
+    Each line gives the AP recovered with its 95% interval and the artist hours. Only a fix whose
+    recovery is distinguishable from zero gets a rate (AP per hour); the others say their verdict
+    instead, so that a cheap fix of an indistinguishable gain never shows the largest rate.
+    """
     rows = read_json(Path(run_dir) / "results" / "stats.json")["fixes"][:n]
     out = []
     for f in rows:
-        out.append(
-            f"{f['rank']:>2}. {f['condition']:<12} {f['recovered']:+6.1f} AP for {f['hours']:g} h "
-            f"= {f['per_hour'] if f['per_hour'] is not None else float('nan'):.2f} AP/h"
-            f"{'' if f['significant'] else '  (' + f.get('verdict', 'not distinguishable from 0') + ')'}"
-        )
+        gain = f"{f['rank']:>2}. {f['condition']:<12} {fmt(f['recovered'], sign=True):>6} AP"
+        if f.get("recovered_lo") is not None and f.get("recovered_hi") is not None:
+            gain += f" [{fmt(f['recovered_lo'], sign=True)}, {fmt(f['recovered_hi'], sign=True)}]"
+        gain += f" for {f['hours']:g} h"
+        if f["significant"]:
+            rate = f["per_hour"] if f["per_hour"] is not None else float("nan")
+            out.append(f"{gain} = {rate:.2f} AP/h")
+        else:
+            out.append(f"{gain}: {f.get('verdict') or 'not distinguishable from 0'}")
     return "\n".join(out)
 
 
