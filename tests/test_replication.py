@@ -184,3 +184,30 @@ def test_compare_refuses_runs_trained_with_other_settings(tmp_path, capsys):
 
     same = _bare_run(tmp_path, "c", seed=9, amp_dtype="none")
     assert study_identity(a) == study_identity(same)  # the seed is not part of the recipe
+
+
+def test_same_test_frames_in_another_checkout_are_the_same_study(tmp_path):
+    """Two clones of the repo (or two machines) write absolute image paths that differ: same study."""
+    import json
+
+    from twingap.study.replication import study_identity
+
+    def gt(root: str, area: int = 100) -> str:
+        return json.dumps(
+            {
+                "images": [
+                    {"id": 2000001, "file_name": f"{root}/0002/000001-color.png", "frame_id": "0002/000001"}
+                ],
+                "annotations": [{"id": 1, "image_id": 2000001, "category_id": 5, "area": area}],
+                "categories": [{"id": 5, "name": "006_mustard_bottle"}],
+            }
+        )
+
+    a = _bare_run(tmp_path, "a", seed=0)
+    b = _bare_run(tmp_path, "b", seed=3)
+    c = _bare_run(tmp_path, "c", seed=4)
+    (tmp_path / "a" / "testsets" / "ts" / "gt.json").write_text(gt("/work/main/data"))
+    (tmp_path / "b" / "testsets" / "ts" / "gt.json").write_text(gt("/tmp/clone/data"))
+    (tmp_path / "c" / "testsets" / "ts" / "gt.json").write_text(gt("/work/main/data", area=101))
+    assert study_identity(a)["test_sets"] == study_identity(b)["test_sets"]
+    assert study_identity(a)["test_sets"] != study_identity(c)["test_sets"]  # other ground truth

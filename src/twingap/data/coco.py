@@ -363,6 +363,27 @@ def validate_predictions(
     return preds
 
 
+def gt_content_hash(path: str | Path) -> str:
+    """Hex SHA-256 of a COCO ground truth's content, independent of where its images lie.
+
+    Images count by id, size, frame / scene ids and file *name*; their absolute paths, which
+    differ between two checkouts or machines of the same data, do not. Annotations, categories
+    and ``info`` count in full (keys sorted).
+    """
+    import posixpath
+
+    from twingap.io import dumps_json, read_json, sha256_bytes
+
+    gt = read_json(path)
+    images = []
+    for im in gt.get("images", []):
+        im = dict(im)
+        if "file_name" in im:
+            im["file_name"] = posixpath.basename(str(im["file_name"]).replace("\\", "/"))
+        images.append(im)
+    return sha256_bytes(dumps_json({**gt, "images": images}, indent=None).encode())
+
+
 def load_gt(path: str | Path) -> dict[str, Any]:
     """Read and validate a COCO ground-truth JSON file."""
     from twingap.io import read_json

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
+from twingap.data.coco import gt_content_hash
 from twingap.errors import TwingapError
-from twingap.io import read_json, sha256_file
+from twingap.io import read_json
 from twingap.study.stats import ConditionResult, kendall_tau
 
 
@@ -300,7 +301,8 @@ def _run_rows(run_dir: Path) -> tuple[dict[str, Any], dict[tuple[str, str, str],
 def study_identity(run_dir: Path) -> dict[str, Any]:
     """What must be equal for two runs to be runs of the same study.
 
-    The training scenes (hash), the test sets' ground truth, and the training recipe: the settings
+    The training scenes (hash), the test sets' ground truth (its content: two checkouts of the same
+    data at other paths are the same test set), and the training recipe: the settings
     of a trained job (defaults filled in, so a run made before a new setting existed compares
     equal where it used that setting's default) without its seed. None where no job has trained.
     """
@@ -308,9 +310,7 @@ def study_identity(run_dir: Path) -> dict[str, Any]:
     scenes = run_dir / "scenes" / "manifest.json"
     if not scenes.is_file():
         raise TwingapError("not a study run folder (no scenes/manifest.json)", run_dir)
-    tests = {}
-    for gt in sorted((run_dir / "testsets").glob("*/gt.json")):
-        tests[gt.parent.name] = sha256_file(gt)
+    tests = {gt.parent.name: gt_content_hash(gt) for gt in sorted((run_dir / "testsets").glob("*/gt.json"))}
     return {
         "scenes_hash": read_json(scenes).get("scenes_hash"),
         "test_sets": tests,

@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from twingap.data.coco import gt_content_hash
 from twingap.errors import TwingapError
-from twingap.io import dumps_json, read_json, sha256_bytes, sha256_file, write_json_atomic, write_text_atomic
+from twingap.io import dumps_json, read_json, sha256_bytes, write_json_atomic, write_text_atomic
 from twingap.provenance import machine_info, package_versions
 from twingap.study.config import StudyConfig, config_to_toml, validate
 from twingap.study.stages import Stages, load_stages
@@ -220,7 +221,7 @@ def prepare_shared(run_dir: str | Path, cfg: StudyConfig, stages: Stages | None 
             t0 = time.perf_counter()
             info = stages.prepare_test_set(cfg, ts, tdir)
             info["seconds"] = time.perf_counter() - t0
-            info["gt_hash"] = sha256_file(tdir / "gt.json")
+            info["gt_hash"] = gt_content_hash(tdir / "gt.json")
             info.update(
                 name=ts.name, kind=ts.kind, root=str(cfg.test_set_root(ts)), videos=cfg.test_set_videos(ts)
             )
