@@ -85,6 +85,7 @@ OPTIONS: dict[str, dict[str, Any] | None] = {
     "bf16+cl-330": {**_FAST, "iterations": 330, "warmup_iters": 40},
     # towards a cheaper training at the same AP (550 -> 450 steps with fewer proposals / ROIs,
     # a longer weight average), and what a longer average or more augmentation variants buy alone
+    "fp32+cl+fk": {"channels_last": True, "fast_kernels": True},  # the quick preset where bf16 is not native
     "ema99": {**_QUICK, "ema_decay": 0.99},
     "aug4": {**_QUICK, "aug_variants": 4},
     "fast450": {**_QUICK, **_FEWER, "iterations": 450, "warmup_iters": 50, "ema_decay": 0.99},

@@ -262,3 +262,15 @@ def test_bf16_autocast_where_native_float32_elsewhere(toy, tmp_path, monkeypatch
 def test_bad_amp_dtype_is_refused():
     with pytest.raises(TwingapError, match="amp_dtype"):
         load_config("quick", amp_dtype="float16")
+
+
+@pytest.mark.parametrize(
+    ("cap", "expected"),
+    [("", torch.bfloat16), ("avx512_core_amx", torch.bfloat16), ("AVX2", None), ("AVX512_CORE", None)],
+)
+def test_bf16_autocast_off_where_onednn_is_capped_below_bf16(monkeypatch, cap, expected):
+    _native_bf16(monkeypatch, True)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    fast = TINY.replace(amp_dtype="bfloat16", device="cpu")
+    assert engine.autocast_dtype(fast, torch.device("cpu")) == expected

@@ -80,19 +80,48 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     """The dtype the training forward autocasts to, or None for float32.
 
     ``cfg.amp_dtype == "bfloat16"`` gives bfloat16 only where it is native: a CPU with AVX512-BF16
-    or AMX tiles, or a CUDA GPU that supports bfloat16 (elsewhere float32: emulated bfloat16 is
-    slower and would make the run's numbers depend on the emulation).
+    or AMX tiles whose oneDNN is not capped below them (``ONEDNN_MAX_CPU_ISA=AVX2`` made a quick step
+    18x slower in emulated bfloat16), or a CUDA GPU that supports bfloat16. Elsewhere float32:
+    emulated bfloat16 is slower and would make the run's numbers depend on the emulation.
     """
     if cfg.amp_dtype != "bfloat16":
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if onednn_isa_cap() not in BF16_ONEDNN_ISAS:
+        return None  # oneDNN pinned below AVX512-BF16: its bfloat16 would be emulated (18x slower measured)
     cpu = getattr(torch, "cpu", None)
     native = any(
         bool(getattr(cpu, name, lambda: False)())
         for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     )
     return torch.bfloat16 if native else None
+
+
+#: Values of ``ONEDNN_MAX_CPU_ISA`` that leave oneDNN its native bfloat16 kernels ("" = not set).
+BF16_ONEDNN_ISAS = frozenset(
+    {
+        "",
+        "ALL",
+        "DEFAULT",
+        "AVX512_CORE_BF16",
+        "AVX512_CORE_FP16",
+        "AVX512_CORE_AMX",
+        "AVX512_CORE_AMX_FP16",
+        "AVX10_1_512",
+        "AVX10_1_512_AMX",
+        "AVX10_1_512_AMX_FP16",
+        "AVX10_2_512",
+        "AVX10_2_512_AMX_2",
+    }
+)
+
+
+def onednn_isa_cap() -> str:
+    """The oneDNN ISA cap set by ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``), upper case; "" if unset."""
+    import os
+
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
