@@ -50,7 +50,9 @@ run, so the ``quick`` values keep 550 steps and take bfloat16 autocast (where na
 channels-last. ``fast_kernels`` (same maths, other kernels: :mod:`twingap.train.kernels`) then made a step
 0.26 s instead of 0.32 and the feature cache 10 s instead of 21 (one job, idle machine); two full clean
 trainings side by side took 166 / 195 s with bbox AP 73.2 / 74.7 (seeds 0 / 1) on ycb-real, within the seed
-spread of the recipe before (77.1 / 73.9).
+spread of the recipe before (77.1 / 73.9). A second pass (the trainable blocks' frozen batch norms folded
+on the fly, the stride-1 depthwise convolutions back in bfloat16) made a step about 8% cheaper: the quick
+study's 39 trainings took 5,461 s instead of 6,143 (median 140 s instead of 158, two side by side).
 
 Cheaper again? Measured against the quick study's own clean models of seeds 0-5 (bbox AP 77.2, 74.7,
 73.8, 76.6, 74.1, 72.7 on ycb-real, mean 74.9; the benchmark reproduces seed 0's 77.2 exactly), seeds
@@ -151,10 +153,10 @@ class TrainConfig:
             memory layout, which lets oneDNN run the 1x1 convolutions that PyTorch otherwise
             sends to its slow reference kernel on one thread.
         fast_kernels: Compute the same maths with faster CPU kernels (:mod:`twingap.train.kernels`):
-            RoI-Align by ``grid_sample``, depthwise convolutions in float32 under autocast, frozen
-            batch norms folded into their convolutions for the feature cache. Results differ from
-            ``False`` by float rounding only; a step of the ``quick`` recipe costs about 0.8x, the
-            feature cache about 0.5x.
+            RoI-Align by ``grid_sample``, strided depthwise convolutions in float32 under autocast,
+            frozen batch norms folded into their convolutions (for the feature cache, and on the fly
+            in the trainable blocks). Results differ from ``False`` by float rounding only; a step
+            of the ``quick`` recipe costs about 0.75x, the feature cache about 0.5x.
         checkpoint_every: Steps between atomic checkpoints (0: only the final one).
         log_every: Steps between rows of the training log (1 logs every step).
     """
