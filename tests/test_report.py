@@ -274,3 +274,18 @@ def test_top_fixes_text_rates_only_distinguishable_fixes(tmp_path):
         " 3. holes-1        -0.2 AP [-3.0, +2.6] for 2 h: no measurable difference",
     ]
     assert len(top_fixes_text(tmp_path, n=1).splitlines()) == 1
+
+
+def test_top_fixes_title_says_what_the_recovery_is_measured_on(tmp_path):
+    from twingap.study.config import preset
+    from twingap.study.report import top_fixes_title
+    from twingap.study.runner import init_run
+
+    cfg = preset("tiny")
+    init_run(tmp_path / "mean", cfg)
+    assert top_fixes_title(tmp_path / "mean") == (
+        "fix these first (bbox AP recovered, mean over the test sets, 95% interval):"
+    )
+    cfg.cost.rank_by = cfg.test_sets[0].name
+    init_run(tmp_path / "one", cfg)
+    assert f"test set {cfg.test_sets[0].name}," in top_fixes_title(tmp_path / "one")

@@ -51,7 +51,7 @@ def study(
         return
     from twingap.study.config import load_study_config
     from twingap.study.executors import make_executor
-    from twingap.study.report import summary_text, top_fixes_text
+    from twingap.study.report import summary_text, top_fixes_text, top_fixes_title
     from twingap.study.runner import run_study
 
     if output is None:
@@ -89,7 +89,7 @@ def study(
     if out["report"]:
         typer.echo(summary_text(output))
         typer.echo(f"report: {out['report']}")
-        typer.echo("fix these first:")
+        typer.echo(top_fixes_title(output))
         typer.echo(top_fixes_text(output))
     elif out["failed"] or out["left"]:
         typer.echo(
@@ -136,11 +136,12 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run folder.")]) -> None
 @app.command("report")
 def report(run_dir: Annotated[Path, typer.Argument(help="Run folder of a study.")]) -> None:
     """Write report.html, report.md and the CSVs of a study (from the jobs finished so far)."""
-    from twingap.study.report import summary_text, top_fixes_text, write_report
+    from twingap.study.report import summary_text, top_fixes_text, top_fixes_title, write_report
 
     path = write_report(run_dir)
     typer.echo(summary_text(run_dir))
     typer.echo(f"report: {path}")
+    typer.echo(top_fixes_title(run_dir))
     typer.echo(top_fixes_text(run_dir))
 
 

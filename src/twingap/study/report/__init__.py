@@ -27,7 +27,7 @@ from twingap.study.report.figures import bar_chart, figure1
 from twingap.study.report.html_page import CSS, write_html
 from twingap.study.report.markdown import write_markdown
 from twingap.study.report.style import FAMILY_COLORS
-from twingap.study.report.text import summary_text, top_fixes_text
+from twingap.study.report.text import summary_text, top_fixes_text, top_fixes_title
 from twingap.study.stages import load_stages
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "json_safe",
     "summary_text",
     "top_fixes_text",
+    "top_fixes_title",
     "train_fingerprint",
     "write_csvs",
     "write_html",

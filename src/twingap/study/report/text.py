@@ -9,6 +9,15 @@ from twingap.study.report.analysis import PRIMARY_IOU
 from twingap.study.report.style import fmt
 
 
+def top_fixes_title(run_dir: str | Path) -> str:
+    """The line above :func:`top_fixes_text`: what the recovered AP is measured on."""
+    from twingap.study.runner import load_run_config
+
+    rank_by = load_run_config(run_dir).cost.rank_by
+    basis = "mean over the test sets" if rank_by == "mean" else f"test set {rank_by}"
+    return f"fix these first ({PRIMARY_IOU} AP recovered, {basis}, 95% interval):"
+
+
 def top_fixes_text(run_dir: str | Path, n: int = 5) -> str:
     """The top of the ranked fix list as plain text (for the end of ``twingap study``).
 
