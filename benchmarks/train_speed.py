@@ -89,6 +89,9 @@ OPTIONS: dict[str, dict[str, Any] | None] = {
     "ema99": {**_QUICK, "ema_decay": 0.99},
     "aug4": {**_QUICK, "aug_variants": 4},
     "fast450": {**_QUICK, **_FEWER, "iterations": 450, "warmup_iters": 50, "ema_decay": 0.99},
+    "fast450+aug4": {**_QUICK, **_FEWER, "iterations": 450, "warmup_iters": 50, "aug_variants": 4},
+    "aug1": {**_QUICK, "aug_variants": 1},
+    "fast450+aug1": {**_QUICK, **_FEWER, "iterations": 450, "warmup_iters": 50, "aug_variants": 1},
     "quick": None,
 }
 SPEED_DEFAULT = ["today", "bf16+cl", "fast_kernels", "bf16+cl+fk", "rpn300/150", "bf16+cl+fk+rpn300/150"]
@@ -253,10 +256,20 @@ def ap_job(args: argparse.Namespace) -> None:
         iou: stages.per_image_eval(test / "gt.json", run / "preds.json", iou, cats).metrics()["AP"]
         for iou in ("bbox", "segm")
     }
+    held_out = {}  # the other test sets of the workdir (a quick study's held-out video): generalisation
+    scenes_cats = set(json.loads((args.workdir / "scenes" / "manifest.json").read_text())["categories"])
+    for other in sorted(p for p in (args.workdir / "testsets").iterdir() if p.name != "ycb-real"):
+        present = set(json.loads((other / "manifest.json").read_text())["categories"])
+        stages.predict(None, run, other, run / f"preds_{other.name}.json")
+        ev = stages.per_image_eval(
+            other / "gt.json", run / f"preds_{other.name}.json", "bbox", sorted(present & scenes_cats)
+        )
+        held_out[other.name] = ev.metrics()["AP"]
     meta = json.loads((run / "meta.json").read_text())
     print(
         json.dumps(
             {
+                "held_out_bbox": held_out,
                 "candidate": name,
                 "seed": seed,
                 "iterations": cfg.iterations,
@@ -298,7 +311,8 @@ def ap(args: argparse.Namespace) -> None:
             f"{r['candidate']:<20} seed {r['seed']}: {r['s_step']:.3f} s/step ({r['cpu_step']:.3f} CPU)"
             f" x {r['iterations']}, train {r['train_s']:.0f} s ({r['cpu_train']:.0f} CPU, cache"
             f" {r['cpu_cache']:.0f} CPU), predict {r['predict_s']:.0f} s,"
-            f" bbox AP {100 * r['bbox']:.1f} segm {100 * r['segm']:.1f} [{r['amp']}]",
+            f" bbox AP {100 * r['bbox']:.1f} segm {100 * r['segm']:.1f} [{r['amp']}]"
+            + "".join(f", {k} bbox {100 * v:.1f}" for k, v in r.get("held_out_bbox", {}).items()),
             flush=True,
         )
 
