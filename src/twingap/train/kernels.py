@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import itertools
 import types
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -165,45 +166,34 @@ def fold_frozen_bn(module: nn.Module) -> nn.Module:
     inference (the copy's parameters do not require grad); the weights keep their memory layout.
     """
     folded = copy.deepcopy(module)
-    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
-        names = list(seq._modules)
-        for a, b in itertools.pairwise(names):
-            conv, bn = seq._modules[a], seq._modules[b]
-            if type(conv) is not nn.Conv2d or not isinstance(bn, FrozenBatchNorm2d):
-                continue
-            scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
-            fused = nn.Conv2d(
-                conv.in_channels,
-                conv.out_channels,
-                conv.kernel_size,
-                conv.stride,
-                conv.padding,
-                conv.dilation,
-                conv.groups,
-                bias=True,
-                padding_mode=conv.padding_mode,
-            ).to(conv.weight.device)
-            with torch.no_grad():
-                fused.weight.copy_(conv.weight * scale[:, None, None, None])
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
-                fused.bias.copy_(bias * scale + bn.bias - bn.running_mean * scale)
-                if _is_channels_last(conv.weight):
-                    fused.weight.data = fused.weight.data.contiguous(memory_format=torch.channels_last)
-            seq._modules[a], seq._modules[b] = fused, nn.Identity()
+    for seq, a, b in _conv_bn_pairs(folded):
+        conv, bn = seq._modules[a], seq._modules[b]
+        scale, shift = _bn_scale_shift(bn)
+        fused = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            bias=True,
+            padding_mode=conv.padding_mode,
+        ).to(conv.weight.device)
+        with torch.no_grad():
+            fused.weight.copy_(conv.weight * scale[:, None, None, None])
+            fused.bias.copy_(_folded_bias(conv, scale, shift))
+            if _is_channels_last(conv.weight):
+                fused.weight.data = fused.weight.data.contiguous(memory_format=torch.channels_last)
+        seq._modules[a], seq._modules[b] = fused, nn.Identity()
     for p in folded.parameters():
         p.requires_grad_(False)
     return folded
 
 
-def _bn_scale_shift(bn: FrozenBatchNorm2d) -> tuple[Tensor, Tensor]:
-    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
-    return scale, bn.bias - bn.running_mean * scale
-
-
 def _live_folded_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
     scale, shift = _bn_scale_shift(self._twingap_frozen_bn[0])
-    bias = shift if self.bias is None else self.bias * scale + shift
-    return self._conv_forward(x, self.weight * scale[:, None, None, None], bias)
+    return self._conv_forward(x, self.weight * scale[:, None, None, None], _folded_bias(self, scale, shift))
 
 
 def _live_folded_float32_forward(self: nn.Conv2d, x: Tensor) -> Tensor:
@@ -231,18 +221,37 @@ def fold_frozen_bn_live(model: nn.Module) -> int:
         How many convolution / norm pairs were folded.
     """
     n = 0
-    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
-        for a, b in itertools.pairwise(list(seq._modules)):
-            conv, bn = seq._modules[a], seq._modules[b]
-            if type(conv) is not nn.Conv2d or not isinstance(bn, FrozenBatchNorm2d):
-                continue
-            float32 = getattr(conv.forward, "__func__", None) is _float32_forward
-            conv._twingap_frozen_bn = (bn,)  # a tuple: not registered as a submodule (keys unchanged)
-            forward = _live_folded_float32_forward if float32 else _live_folded_forward
-            conv.forward = types.MethodType(forward, conv)
-            bn.forward = types.MethodType(_identity_forward, bn)
-            n += 1
+    for seq, a, b in _conv_bn_pairs(model):
+        conv, bn = seq._modules[a], seq._modules[b]
+        float32 = getattr(conv.forward, "__func__", None) is _float32_forward
+        conv._twingap_frozen_bn = (bn,)  # a tuple: not registered as a submodule (keys unchanged)
+        forward = _live_folded_float32_forward if float32 else _live_folded_forward
+        conv.forward = types.MethodType(forward, conv)
+        bn.forward = types.MethodType(_identity_forward, bn)
+        n += 1
     return n
+
+
+def _conv_bn_pairs(module: nn.Module) -> Iterator[tuple[nn.Sequential, str, str]]:
+    """``(sequential, conv name, norm name)`` per ``Conv2d`` directly followed by a ``FrozenBatchNorm2d``.
+
+    The modules of a pair are looked up when it is reached, so a caller may replace earlier pairs.
+    """
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        for a, b in itertools.pairwise(list(seq._modules)):
+            if type(seq._modules[a]) is nn.Conv2d and isinstance(seq._modules[b], FrozenBatchNorm2d):
+                yield seq, a, b
+
+
+def _bn_scale_shift(bn: FrozenBatchNorm2d) -> tuple[Tensor, Tensor]:
+    """Per-channel ``(scale, shift)`` with ``bn(x) == x * scale + shift``."""
+    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def _folded_bias(conv: nn.Conv2d, scale: Tensor, shift: Tensor) -> Tensor:
+    """The bias of ``conv`` followed by a norm of ``(scale, shift)``, as one convolution's bias."""
+    return shift if conv.bias is None else conv.bias * scale + shift
 
 
 def _is_channels_last(t: Tensor) -> bool:
