@@ -238,6 +238,7 @@ def speed(args: argparse.Namespace) -> None:
 def ap_job(args: argparse.Namespace) -> None:
     """Train one (candidate, seed), predict on ycb-real, print one JSON line of results."""
     from twingap.study.real import RealStages
+    from twingap.study.runner import scored_categories
     from twingap.train.engine import train
 
     name, seed = args.candidate, args.seed
@@ -257,13 +258,15 @@ def ap_job(args: argparse.Namespace) -> None:
         for iou in ("bbox", "segm")
     }
     held_out = {}  # the other test sets of the workdir (a quick study's held-out video): generalisation
-    scenes_cats = set(json.loads((args.workdir / "scenes" / "manifest.json").read_text())["categories"])
-    for other in sorted(p for p in (args.workdir / "testsets").iterdir() if p.name != "ycb-real"):
-        present = set(json.loads((other / "manifest.json").read_text())["categories"])
+    others = sorted(p for p in (args.workdir / "testsets").iterdir() if p.name != "ycb-real")
+    shared = {
+        "scenes": json.loads((args.workdir / "scenes" / "manifest.json").read_text()),
+        "testsets": {p.name: json.loads((p / "manifest.json").read_text()) for p in others},
+    }
+    for other in others:
         stages.predict(None, run, other, run / f"preds_{other.name}.json")
-        ev = stages.per_image_eval(
-            other / "gt.json", run / f"preds_{other.name}.json", "bbox", sorted(present & scenes_cats)
-        )
+        cats_other = scored_categories(shared, other.name)
+        ev = stages.per_image_eval(other / "gt.json", run / f"preds_{other.name}.json", "bbox", cats_other)
         held_out[other.name] = ev.metrics()["AP"]
     meta = json.loads((run / "meta.json").read_text())
     print(
