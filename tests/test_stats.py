@@ -16,6 +16,7 @@ from twingap.study.stats import (
     INTERVAL_SEEDS_SCENES,
     condition_results,
     holm,
+    holm_levels,
     jackknife_variance,
     jackknife_weights,
     kendall_tau,
@@ -59,6 +60,46 @@ def test_holm_known_answer():
     out = holm([0.5, math.nan, 0.001])
     assert out[0] == pytest.approx(0.5) and math.isnan(out[1]) and out[2] == pytest.approx(0.002)
     assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # 0.8 * 2 caps at 1; monotone
+
+
+def test_holm_levels_known_answer():
+    # all three rejected (adjusted 0.03, 0.04, 0.04 < 0.05): each at the level of its own step
+    assert holm_levels([0.04, 0.01, 0.02], 0.05) == pytest.approx([0.95, 1 - 0.05 / 3, 0.975])
+    # none rejected (0.03 * 2 = 0.06): every interval at the first step's level, 1 - alpha / 2,
+    # although 0.04 alone would pass at 0.05 (its per-comparison 95% interval excludes 0)
+    assert holm_levels([0.03, 0.04], 0.05) == pytest.approx([0.975, 0.975])
+    # one of three rejected: the rest at the level where Holm stopped, 1 - alpha / 2
+    out = holm_levels([0.001, 0.4, math.nan, 0.03], 0.05)
+    assert out[0] == pytest.approx(1 - 0.05 / 3) and out[1] == out[3] == pytest.approx(0.975)
+    assert math.isnan(out[2])
+
+
+def _excludes_zero(lo: float, hi: float) -> bool:
+    return lo > 0 or hi < 0
+
+
+def test_adjusted_intervals_agree_with_the_holm_verdicts():
+    rng = np.random.default_rng(11)
+    per_comparison_disagrees = 0
+    for _ in range(40):
+        evals: dict[str, dict[int, FakePerImage]] = {"clean": {}}
+        shifts = rng.choice([0.0, 0.004, 0.008, 0.03], size=8)
+        for s in range(3):
+            base = rng.random(30)
+            evals["clean"][s] = per_image(base)
+            for i, shift in enumerate(shifts):
+                evals.setdefault(f"c{i}", {})[s] = per_image(base - shift + rng.normal(0, 0.005))
+        res, _ = condition_results("t", "bbox", evals)
+        for r in res:
+            if r.condition == "clean":
+                continue
+            assert _excludes_zero(r.adj_lo, r.adj_hi) == r.significant, r
+            assert r.adj_lo <= r.delta_lo and r.delta_hi <= r.adj_hi  # wider than per comparison
+            per_comparison_disagrees += _excludes_zero(r.delta_lo, r.delta_hi) != r.significant
+        for c in mean_over_test_sets(res).values():
+            assert _excludes_zero(c.adj_lo, c.adj_hi) == c.significant
+    # the case of the issue ("+4.4 [+0.7, +8.1] ... no measurable difference") does occur here
+    assert per_comparison_disagrees > 0
 
 
 def test_jackknife_of_a_mean_is_the_classic_variance():

@@ -28,6 +28,15 @@ With one seed there is no measured training noise and no interval (NaN): a singl
 difference is a draw, not a finding. Calls of "distinguishable from zero" are controlled for the
 number of conditions with Holm's step-down procedure per test set and IoU type.
 
+**Holm-adjusted intervals.** A per-comparison 95% interval can exclude 0 while Holm's verdict says
+"no measurable difference" (or the other way round). Wherever a verdict stands beside an interval,
+the report shows the Holm-adjusted interval instead (:func:`holm_levels`): with the m p-values
+sorted ascending and Holm stopping after k rejections, the i-th smallest (i <= k, distinguishable)
+gets the level ``1 - alpha / (m - i + 1)`` of the step that rejected it, and every other one the
+level ``1 - alpha / (m - k)`` of the step where Holm stopped (Bonferroni over the m - k hypotheses
+left, as in the simultaneous intervals of Strassburger & Bretz 2008). An adjusted interval
+therefore excludes 0 exactly when the verdict says distinguishable.
+
 All AP values here are in AP points (AP x 100).
 """
 
@@ -108,6 +117,38 @@ def t_estimate(
     return Estimate(
         value, value - q * se, value + q * se, se, math.sqrt(var_seed), math.sqrt(var_scene), df, p
     )
+
+
+def holm_levels(p_values: Sequence[float], alpha: float) -> list[float]:
+    """Per p-value, the two-sided level of its Holm-adjusted interval (see the module docstring).
+
+    Args:
+        p_values: Unadjusted two-sided p-values (NaN entries stay NaN and do not count as tests).
+        alpha: Family-wise error rate (``1 - ci``).
+
+    Returns:
+        Levels in (0, 1): ``1 - alpha / (m - i + 1)`` for the i-th smallest p-value if Holm rejects it
+        (``holm(p)[i] < alpha``), else ``1 - alpha / (m - k)`` with k the number of rejections.
+    """
+    adj = holm(p_values)
+    out = [math.nan] * len(adj)
+    ok = [i for i, p in enumerate(p_values) if not math.isnan(p)]
+    m = len(ok)
+    order = sorted(ok, key=lambda i: p_values[i])  # stable, as holm()'s argsort
+    k = sum(adj[i] < alpha for i in ok)
+    for rank, i in enumerate(order, 1):
+        out[i] = 1 - alpha / (m - rank + 1) if adj[i] < alpha else 1 - alpha / (m - k)
+    return out
+
+
+def t_interval(value: float, se: float, df: float, level: float) -> tuple[float, float]:
+    """The two-sided t-interval ``value -/+ t_df((1 + level) / 2) se`` (NaN without se, df or level)."""
+    if any(math.isnan(x) for x in (value, se, df, level)) or df < 1:
+        return math.nan, math.nan
+    if se == 0:
+        return value, value
+    q = float(_st.t.ppf(0.5 + level / 2, df))
+    return value - q * se, value + q * se
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -208,6 +249,10 @@ class ConditionResult:
         paired_seeds: Seeds that both this condition and clean have (ascending).
         delta_per_seed: The paired difference of each of ``paired_seeds``.
         significant: Distinguishable from zero after Holm's correction over the conditions.
+        adj_lo: Lower end of the Holm-adjusted interval of ``delta`` (consistent with
+            ``significant``: it excludes 0 exactly when ``significant``; NaN with one seed).
+        adj_hi: Upper end.
+        adj_level: Two-sided level of the adjusted interval (see :func:`holm_levels`).
         se: Standard error of ``delta``.
         se_seed: Its training-noise part (independent between two runs of the study).
         se_scene: Its scene-sampling part (0 with fewer than ``min_scenes`` scenes).
@@ -236,6 +281,9 @@ class ConditionResult:
     paired_seeds: list[int] = field(default_factory=list)
     delta_per_seed: list[float] = field(default_factory=list)
     significant: bool = False
+    adj_lo: float = 0.0
+    adj_hi: float = 0.0
+    adj_level: float = math.nan
     se: float = math.nan
     se_seed: float = math.nan
     se_scene: float = 0.0
@@ -411,21 +459,31 @@ def _set_delta(
 
 
 def _apply_holm(results: list[ConditionResult], ci: float) -> None:
-    """Set ``p_holm`` and ``significant`` over the non-clean results (one family)."""
+    """Set ``p_holm``, ``significant`` and the Holm-adjusted interval of the non-clean results (a family)."""
     rows = [r for r in results if r.condition != "clean"]
-    for r, p in zip(rows, holm([r.p_value for r in rows]), strict=True):
-        r.p_holm = p
-        r.significant = bool(not math.isnan(p) and p < 1 - ci)
+    p = [r.p_value for r in rows]
+    for r, p_adj, level in zip(rows, holm(p), holm_levels(p, 1 - ci), strict=True):
+        r.p_holm = p_adj
+        r.significant = bool(not math.isnan(p_adj) and p_adj < 1 - ci)
+        r.adj_level = level
+        r.adj_lo, r.adj_hi = t_interval(r.delta, r.se, r.df, level)
 
 
 @dataclass(frozen=True)
 class Combined:
-    """A condition's difference averaged over test sets (AP points), with its interval and verdict."""
+    """A condition's difference averaged over test sets (AP points), with its interval and verdict.
+
+    ``estimate`` carries the per-comparison interval; ``adj_lo``, ``adj_hi`` the Holm-adjusted one
+    at level ``adj_level`` (it excludes 0 exactly when ``significant``).
+    """
 
     estimate: Estimate
     significant: bool
     p_holm: float
     n_seeds: int
+    adj_lo: float = math.nan
+    adj_hi: float = math.nan
+    adj_level: float = math.nan
 
 
 def mean_over_test_sets(
@@ -465,11 +523,15 @@ def mean_over_test_sets(
         df_scene = min((r.n_scenes - 1 for r in by_cond[c] if r.se_scene > 0), default=0)
         ests[c] = t_estimate(float(np.mean(v)), *parts[c], scene[c], df_scene, ci)
     names = list(ests)
-    adj = holm([ests[c].p_value for c in names])
-    return {
-        c: Combined(ests[c], bool(not math.isnan(p) and p < 1 - ci), p, len(per_seed[c]))
-        for c, p in zip(names, adj, strict=True)
-    }
+    p = [ests[c].p_value for c in names]
+    out = {}
+    for c, p_adj, level in zip(names, holm(p), holm_levels(p, 1 - ci), strict=True):
+        e = ests[c]
+        lo, hi = t_interval(e.value, e.se, e.df, level)
+        out[c] = Combined(
+            e, bool(not math.isnan(p_adj) and p_adj < 1 - ci), p_adj, len(per_seed[c]), lo, hi, level
+        )
+    return out
 
 
 def kendall_tau(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
