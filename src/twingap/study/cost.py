@@ -3,7 +3,8 @@
 For a condition ``c`` with AP difference to clean ``delta_c = AP_c - AP_clean`` (negative when the
 artifact hurts), fixing the artifact recovers ``-delta_c`` AP points at a cost of ``hours_c``
 artist hours, so ``benefit_per_hour = -delta_c / hours_c`` (AP points per hour). The interval of
-the benefit is the interval of the difference divided by the (fixed) hours.
+the benefit is the interval of the difference divided by the (fixed) hours; the study passes the
+Holm-adjusted interval, which agrees with the verdict (:func:`twingap.study.stats.holm_levels`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class FixItem:
         condition: Condition name.
         hours: Artist hours to fix it.
         recovered: AP points recovered by fixing (``-delta``; AP x 100).
-        recovered_lo: Lower end of the recovered AP's interval.
+        recovered_lo: Lower end of the recovered AP's interval (the study's: Holm-adjusted).
         recovered_hi: Upper end.
         per_hour: Recovered AP points per artist hour.
         per_hour_lo: Lower end of the interval of ``per_hour``.
@@ -86,7 +87,7 @@ def rank_fixes(deltas: dict[str, tuple[float, float, float, bool]], hours: dict[
 
     Args:
         deltas: ``{condition: (delta, lo, hi, significant)}``: AP difference to clean in AP points
-            (condition minus clean) with its interval (seeds and scenes, see
+            (condition minus clean) with its interval (seeds and scenes, Holm-adjusted, see
             :mod:`twingap.study.stats`; NaN bounds with one seed) and whether it is distinguishable
             from zero after the multiple-comparison correction; ``clean`` is ignored.
         hours: Artist hours per condition.

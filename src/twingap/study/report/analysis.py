@@ -302,7 +302,9 @@ def rank_deltas(
     """Per condition (delta, lo, hi, significant) on the ranking test set (or the mean over test sets).
 
     The mean over test sets pairs seeds across test sets (the same models are scored on each) and
-    is Holm-corrected over the conditions like each test set's own verdicts.
+    is Holm-corrected over the conditions like each test set's own verdicts. ``lo``, ``hi`` is the
+    Holm-adjusted interval (:func:`twingap.study.stats.holm_levels`): it excludes 0 exactly when
+    ``significant``, as the fix list shows it beside its verdict.
     """
     rows = [r for r in results if r.iou_type == PRIMARY_IOU and not math.isnan(r.delta)]
     if cfg.cost.rank_by != "mean":
@@ -312,7 +314,7 @@ def rank_deltas(
     for cond in cfg.conditions:
         if cond in combined:
             c = combined[cond]
-            out[cond] = (c.estimate.value, c.estimate.lo, c.estimate.hi, c.significant)
+            out[cond] = (c.estimate.value, c.adj_lo, c.adj_hi, c.significant)
     return out
 
 
@@ -361,4 +363,21 @@ def noise_note(res: StudyResults) -> str:
         "The conditions' seed variances differ on " + ", ".join(uneven) + ": the pooled intervals may be too "
         "narrow for the noisiest conditions (see the per-seed table); set stats.pool_seed_variance = false "
         "for per-condition intervals."
+    )
+
+
+def adjusted_note(res: StudyResults) -> str:
+    """Which intervals the report shows where, as one paragraph (said once per page)."""
+    if len(res.cfg.seeds) < 2:
+        return ""
+    ci = res.cfg.stats.ci
+    return (
+        f"Which intervals are which: every difference to clean (fix list, results tables, Figure 1, bar "
+        f"chart) stands beside a Holm-corrected verdict, so its interval is Holm-adjusted: it is made at the "
+        f"level of the Holm step that decided the verdict (1 − α/m for the smallest of the m p-values of a "
+        f"test set and IoU type, up to 1 − α/(m − k) for those left after k distinguishable ones; "
+        f"α = {1 - ci:.2g}), so it excludes 0 exactly when the verdict says distinguishable, and it is wider "
+        f"than a per-comparison {100 * ci:.0f}% interval. The clean AP's interval is a plain {100 * ci:.0f}% "
+        f"interval. results/summary.csv has both (delta_lo, delta_hi: per comparison; delta_adj_lo, "
+        f"delta_adj_hi: Holm-adjusted)."
     )

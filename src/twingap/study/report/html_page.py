@@ -15,12 +15,13 @@ from pathlib import Path
 
 from twingap.io import dumps_json, write_text_atomic
 from twingap.provenance import float_fingerprint
-from twingap.study.report.analysis import PRIMARY_IOU, StudyResults, interval_note, noise_note
+from twingap.study.report.analysis import PRIMARY_IOU, StudyResults, adjusted_note, interval_note, noise_note
 from twingap.study.report.figures import real_frames, training_samples
 from twingap.study.report.style import category_names, color, fmt
 from twingap.study.report.tables import (
     Diff,
     Table,
+    design_line,
     fixes_table,
     headline_cards,
     noise_table,
@@ -116,7 +117,7 @@ def _head(res: StudyResults) -> str:
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>twingap study · {e(cfg.name)}</title>"
         f"<style>{CSS}</style></head><body>"
         "<header><h1>How much does each 3D-asset flaw cost a detector trained on digital twins?</h1>"
-        f"<p>twingap study <b>{e(cfg.name)}</b> · {len(cfg.conditions)} conditions × {len(cfg.seeds)} seed(s) · "
+        f"<p>twingap study <b>{e(cfg.name)}</b> · {e(design_line(res))} · "
         f"Mask R-CNN trained on synthetic twins, scored on real frames · {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p></header><main>"
     )
 
@@ -146,13 +147,15 @@ def _cards(res: StudyResults) -> str:
         f"<div class='card'><div class='k'>{e(k)}</div><div class='v'>{e(v)}</div><div class='s'>{e(s)}</div></div>"
         for k, v, s in headline_cards(res)
     )
-    return f"<section><div class='cards'>{cards}</div></section>"
+    note = adjusted_note(res)
+    note_html = f"<p class='muted small' id='intervals'>{e(note)}</p>" if note else ""
+    return f"<section><div class='cards'>{cards}</div>{note_html}</section>"
 
 
 def _figure1(res: StudyResults, fig1: Path) -> str:
     return (
         "<section><h2>Figure 1 · artist hours vs. AP lost</h2>"
-        "<p class='muted'>One point per condition, bars are 95% intervals of the paired difference to clean. "
+        "<p class='muted'>One point per condition, bars are Holm-adjusted intervals of the paired difference to clean. "
         + e(interval_note(res))
         + " Filled points are distinguishable from zero after Holm's correction over the conditions. "
         "Points low and to the left are cheap fixes that matter.</p>"
@@ -167,17 +170,18 @@ def _fixes(res: StudyResults, table: Table) -> str:
         "<section><h2>Fix these first</h2>",
         f"<p class='muted'>Benefit per hour = {PRIMARY_IOU} AP recovered by fixing (clean AP − condition AP) ÷ artist hours "
         f"({rank_note}). Conditions whose difference is indistinguishable from zero (Holm-corrected) rank after "
-        "the others. Hours are estimates from the artist-hours table; replace them with your team's.</p>",
-        "<table><tr><th>#</th><th>condition</th><th>hours</th><th>AP recovered</th><th>95% CI</th>"
+        "the others and get no rate. Hours are estimates from the artist-hours table; replace them with your team's.</p>",
+        "<table><tr><th>#</th><th>condition</th><th>hours</th><th>AP recovered</th><th>Holm-adjusted interval</th>"
         "<th>AP per hour</th><th>verdict</th></tr>",
     ]
     for f in table.rows:
         cls = "pos" if f["significant"] else "ns"
+        rate = "<td class='ns'>–</td>" if f["rate"] is None else f"<td class='{cls}'>{fmt(f['rate'], 2)}</td>"
         out.append(
             f"<tr><td>{f['rank']}</td><td>{_cond_label(f['condition'])}</td>"
             f"<td>{f['hours']:g}</td><td class='{cls}'>{fmt(f['recovered'], sign=True)}</td>"
             f"<td class='small'>[{fmt(f['recovered_lo'], sign=True)}, {fmt(f['recovered_hi'], sign=True)}]</td>"
-            f"<td class='{cls}'>{fmt(f['per_hour'], 2)}</td><td>{e(f['verdict'])}</td></tr>"
+            f"{rate}<td>{e(f['verdict'])}</td></tr>"
         )
     out.append("</table></section>")
     return "".join(out)
@@ -195,7 +199,9 @@ def _results_grid(t: Table) -> str:
         f"{e(_not_scored(m['not_scored']))})</span></h3>",
         "<table><tr><th>condition</th><th>hours</th>",
     ]
-    out += [f"<th>{iou} AP</th><th>AP50</th><th>AP75</th><th>Δ {iou} AP [95% CI]</th>" for iou in IOU_TYPES]
+    out += [
+        f"<th>{iou} AP</th><th>AP50</th><th>AP75</th><th>Δ {iou} AP [Holm-adj.]</th>" for iou in IOU_TYPES
+    ]
     out.append("</tr>")
     for row in t.rows:
         out.append(f"<tr><td>{_cond_label(row['condition'])}</td><td>{row['hours']:g}</td>")
@@ -321,7 +327,7 @@ def _per_category(res: StudyResults, tables: list[Table]) -> str:
 def _results(res: StudyResults) -> str:
     return (
         "<section><h2>Results table</h2>"
-        "<p class='muted'>AP points (×100). Differences are condition − clean, paired by seed, with 95% intervals ("
+        "<p class='muted'>AP points (×100). Differences are condition − clean, paired by seed, with Holm-adjusted intervals ("
         + e(interval_note(res))
         + "); bold red = worse than clean and distinguishable from zero after Holm's correction.</p>"
         + "".join(_results_grid(t) for t in results_grids(res))

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from twingap.io import write_text_atomic
-from twingap.study.report.analysis import PRIMARY_IOU, StudyResults, interval_note, noise_note
+from twingap.study.report.analysis import PRIMARY_IOU, StudyResults, adjusted_note, interval_note, noise_note
 from twingap.study.report.style import category_names, fmt
 from twingap.study.report.tables import (
     Diff,
     Table,
+    design_line,
     fixes_table,
     noise_table,
     per_category_grids,
@@ -25,14 +26,14 @@ def _fixes(res: StudyResults, t: Table) -> list[str]:
     lines = [
         "## Fix these first",
         "",
-        "| # | condition | hours | AP recovered [95% CI] | AP per hour | verdict |",
+        "| # | condition | hours | AP recovered [Holm-adjusted] | AP per hour | verdict |",
         "|---|---|---|---|---|---|",
     ]
     for f in t.rows:
         lines.append(
             f"| {f['rank']} | {f['condition']} | {f['hours']:g} | {fmt(f['recovered'], sign=True)} "
             f"[{fmt(f['recovered_lo'], sign=True)}, {fmt(f['recovered_hi'], sign=True)}] | "
-            f"{fmt(f['per_hour'], 2)} | {f['verdict']} |"
+            f"{fmt(f['rate'], 2)} | {f['verdict']} |"
         )
     return lines
 
@@ -57,7 +58,8 @@ def _results_grid(t: Table) -> list[str]:
             else ""
         ),
         "",
-        "| condition | hours | bbox AP | AP50 | AP75 | Δ bbox AP [95% CI] | segm AP | Δ segm AP [95% CI] |",
+        "| condition | hours | bbox AP | AP50 | AP75 | Δ bbox AP [Holm-adj.] | segm AP "
+        "| Δ segm AP [Holm-adj.] |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in t.rows:
@@ -175,12 +177,14 @@ def write_markdown(res: StudyResults) -> Path:
     if res.fake:
         lines += ["> **FAKE stages: every number below is synthetic (pipeline test). Not results.**", ""]
     lines += [
-        f"{len(cfg.conditions)} conditions x {len(cfg.seeds)} seed(s) {cfg.seeds}; AP in points (x100); "
-        "differences are condition - clean, paired by seed, with 95% intervals.",
+        f"{design_line(res, times='x')}; AP in points (x100); "
+        "differences are condition - clean, paired by seed.",
         "",
         interval_note(res),
         "",
     ]
+    if adjusted_note(res):
+        lines += [adjusted_note(res), ""]
     lines += _fixes(res, fixes_table(res))
     for t in results_grids(res):
         lines += _results_grid(t)

@@ -22,7 +22,11 @@ from twingap.study.stats import ConditionResult
 
 @dataclass(frozen=True)
 class Diff:
-    """A difference to clean (AP points) with its interval, and whether it is distinguishable from 0."""
+    """A difference to clean (AP points) with its interval, and whether it is distinguishable from 0.
+
+    The interval is the Holm-adjusted one (``ConditionResult.adj_lo``, ``adj_hi``): it stands beside
+    the Holm-corrected verdict and excludes 0 exactly when ``significant``.
+    """
 
     value: float
     lo: float
@@ -32,7 +36,7 @@ class Diff:
     @classmethod
     def of(cls, r: ConditionResult) -> Diff:
         """The difference to clean of one condition result."""
-        return cls(r.delta, r.delta_lo, r.delta_hi, r.significant)
+        return cls(r.delta, r.adj_lo, r.adj_hi, r.significant)
 
 
 @dataclass
@@ -78,7 +82,12 @@ def jobs_table(res: StudyResults) -> Table:
 
 
 def summary_table(res: StudyResults) -> Table:
-    """Per condition, test set and IoU type: AP, its interval, the difference to clean (``summary.csv``)."""
+    """Per condition, test set and IoU type: AP, its interval, the difference to clean (``summary.csv``).
+
+    ``delta_lo``, ``delta_hi``: the per-comparison interval of the difference; ``delta_adj_lo``,
+    ``delta_adj_hi``: the Holm-adjusted one at level ``adj_level`` (what the report shows beside the
+    verdict ``significant``).
+    """
     rows = [
         {
             "condition": r.condition,
@@ -97,6 +106,9 @@ def summary_table(res: StudyResults) -> Table:
             "seed_sd": r.seed_sd,
             "p_holm": r.p_holm,
             "significant": r.significant,
+            "delta_adj_lo": r.adj_lo,
+            "delta_adj_hi": r.adj_hi,
+            "adj_level": r.adj_level,
             "interval": r.interval,
             "hours": res.hours.get(r.condition, math.nan),
         }
@@ -105,9 +117,27 @@ def summary_table(res: StudyResults) -> Table:
     return _from_rows(rows, "summary")
 
 
+def fix_rate(item: dict[str, Any]) -> float | None:
+    """The rate (AP recovered per artist hour) a fix list shows for a row, or None to show its verdict.
+
+    Only a fix whose recovery is distinguishable from zero gets a rate: a cheap fix of an
+    indistinguishable gain would otherwise show the largest rate of the list. The one rule for the
+    HTML and markdown tables (``rate`` of :func:`fixes_table`'s rows) and the terminal list.
+    """
+    return item.get("per_hour") if item.get("significant") else None
+
+
 def fixes_table(res: StudyResults) -> Table:
-    """The ranked fix list, one row per condition, every :class:`FixItem` field (``fixes.csv``)."""
-    return Table([f.name for f in fields(FixItem)], [asdict(f) for f in res.fixes], "fixes")
+    """The ranked fix list, one row per condition (``fixes.csv``).
+
+    Columns: every :class:`FixItem` field (``recovered_lo``, ``recovered_hi``: the Holm-adjusted
+    interval). Each row also carries ``rate``: the AP per hour to show, None where the recovery is
+    not distinguishable from zero (:func:`fix_rate`; the writers print the verdict instead).
+    """
+    rows = [asdict(f) for f in res.fixes]
+    for row in rows:
+        row["rate"] = fix_rate(row)
+    return Table([f.name for f in fields(FixItem)], rows, "fixes")
 
 
 def timings_table(res: StudyResults) -> Table:
@@ -343,13 +373,19 @@ def headline_cards(res: StudyResults) -> list[tuple[str, str, str]]:
             )
     if res.fixes:
         top = res.fixes[0]
-        cards.append(
-            (
-                "fix first",
-                top.condition,
-                f"{fmt(top.recovered, sign=True)} AP for {top.hours:g} h · {fmt(top.per_hour, 2)} AP/h",
+        rate = fix_rate(asdict(top))
+        if rate is None:
+            cards.append(
+                ("fix first", "–", f"no fix recovers measurable AP ({top.condition}: {top.verdict})")
             )
-        )
+        else:
+            cards.append(
+                (
+                    "fix first",
+                    top.condition,
+                    f"{fmt(top.recovered, sign=True)} AP for {top.hours:g} h · {fmt(rate, 2)} AP/h",
+                )
+            )
     for t in res.taus:
         if t["iou_type"] == PRIMARY_IOU:
             cards.append(
@@ -362,11 +398,44 @@ def headline_cards(res: StudyResults) -> list[tuple[str, str, str]]:
             break
     done = sum(s == "done" for s in res.states.values())
     wall_min = res.timings.get("wall", 0.0) / 60
+    per_cond = seeds_per_condition(res)
+    n_seeds = sorted({len(v) for v in per_cond.values()})
+    seeds = f"{n_seeds[0]} seed(s)" if len(n_seeds) == 1 else f"{n_seeds[0]}-{n_seeds[-1]} seeds each"
     cards.append(
         (
             "jobs",
             f"{done}/{len(res.states)}",
-            f"{len(res.cfg.conditions)} conditions × {len(res.cfg.seeds)} seed(s) · {wall_min:.1f} min wall",
+            f"{len(per_cond)} conditions × {seeds} · {wall_min:.1f} min wall",
         )
     )
     return cards
+
+
+def seeds_per_condition(res: StudyResults) -> dict[str, list[int]]:
+    """Condition -> the seeds whose job is finished and comparable (what its numbers rest on)."""
+    return {
+        c: sorted(j["seed"] for j in res.jobs if j["condition"] == c and j["id"] not in res.failed)
+        for c in res.cfg.conditions
+    }
+
+
+def design_line(res: StudyResults, times: str = "×") -> str:
+    """The study's shape for a report's header: conditions and seeds, per condition when a run is partial.
+
+    ``"13 conditions × 3 seed(s) [0, 1, 2]"`` when every condition has every seed; otherwise
+    ``"13 conditions, 24 of 39 jobs done; seeds per condition: 3 of 3 (clean, noise-1); 1 of 3
+    (holes-2); 0 of 3 (texture-1)"`` (conditions grouped by how many seeds they have, most first).
+    """
+    planned = res.cfg.seeds
+    per_cond = seeds_per_condition(res)
+    if all(v == sorted(planned) for v in per_cond.values()):
+        return f"{len(per_cond)} conditions {times} {len(planned)} seed(s) {planned}"
+    groups: dict[int, list[str]] = {}
+    for c, v in per_cond.items():
+        groups.setdefault(len(v), []).append(c)
+    n_done = sum(len(v) for v in per_cond.values())
+    parts = [f"{k} of {len(planned)} ({', '.join(cs)})" for k, cs in sorted(groups.items(), reverse=True)]
+    return (
+        f"{len(per_cond)} conditions, {n_done} of {len(per_cond) * len(planned)} jobs done; "
+        f"seeds per condition: {'; '.join(parts)}"
+    )

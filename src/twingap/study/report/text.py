@@ -15,16 +15,20 @@ def top_fixes_title(run_dir: str | Path) -> str:
 
     rank_by = load_run_config(run_dir).cost.rank_by
     basis = "mean over the test sets" if rank_by == "mean" else f"test set {rank_by}"
-    return f"fix these first ({PRIMARY_IOU} AP recovered, {basis}, 95% interval):"
+    return f"fix these first ({PRIMARY_IOU} AP recovered, {basis}, Holm-adjusted interval):"
 
 
 def top_fixes_text(run_dir: str | Path, n: int = 5) -> str:
     """The top of the ranked fix list as plain text (for the end of ``twingap study``).
 
-    Each line gives the AP recovered with its 95% interval and the artist hours. Only a fix whose
-    recovery is distinguishable from zero gets a rate (AP per hour); the others say their verdict
-    instead, so that a cheap fix of an indistinguishable gain never shows the largest rate.
+    Each line gives the AP recovered with its Holm-adjusted interval and the artist hours. Only a fix
+    whose recovery is distinguishable from zero gets a rate (AP per hour,
+    :func:`twingap.study.report.tables.fix_rate`, the rule of the HTML and markdown tables too); the
+    others say their verdict instead, so that a cheap fix of an indistinguishable gain never shows
+    the largest rate.
     """
+    from twingap.study.report.tables import fix_rate
+
     rows = read_json(Path(run_dir) / "results" / "stats.json")["fixes"][:n]
     out = []
     for f in rows:
@@ -32,8 +36,8 @@ def top_fixes_text(run_dir: str | Path, n: int = 5) -> str:
         if f.get("recovered_lo") is not None and f.get("recovered_hi") is not None:
             gain += f" [{fmt(f['recovered_lo'], sign=True)}, {fmt(f['recovered_hi'], sign=True)}]"
         gain += f" for {f['hours']:g} h"
-        if f["significant"]:
-            rate = f["per_hour"] if f["per_hour"] is not None else float("nan")
+        rate = fix_rate(f)
+        if rate is not None:
             out.append(f"{gain} = {rate:.2f} AP/h")
         else:
             out.append(f"{gain}: {f.get('verdict') or 'not distinguishable from 0'}")
@@ -43,7 +47,9 @@ def top_fixes_text(run_dir: str | Path, n: int = 5) -> str:
 def summary_text(run_dir: str | Path) -> str:
     """Headline numbers as plain text: clean AP, the three worst and three mildest conditions, time.
 
-    Per test set, bbox AP points; differences are condition minus clean with their 95% interval.
+    Per test set, bbox AP points; differences are condition minus clean with their Holm-adjusted
+    interval (the per-comparison one in a ``stats.json`` written before it was recorded), beside the
+    verdict ``*``.
     """
     stats = read_json(Path(run_dir) / "results" / "stats.json")
     lines = []
@@ -67,7 +73,8 @@ def summary_text(run_dir: str | Path) -> str:
 
         def diff(r: dict) -> str:
             star = "*" if r["significant"] else ""
-            lo, hi = fmt(r["delta_lo"], sign=True), fmt(r["delta_hi"], sign=True)
+            lo, hi = (r["adj_lo"], r["adj_hi"]) if "adj_lo" in r else (r["delta_lo"], r["delta_hi"])
+            lo, hi = fmt(lo, sign=True), fmt(hi, sign=True)
             return f"{r['condition']} {fmt(r['delta'], sign=True)} [{lo}, {hi}]{star}"
 
         if others:
@@ -76,6 +83,7 @@ def summary_text(run_dir: str | Path) -> str:
     t = stats["timings"]
     lines.append(
         f"wall time {t.get('wall', 0.0) / 60:.1f} min over {t.get('sessions', 0)} session(s); "
-        f"sum of stages {t['total'] / 60:.1f} min  (* = distinguishable from zero, Holm-corrected)"
+        f"sum of stages {t['total'] / 60:.1f} min  "
+        "(* = distinguishable from zero, Holm-corrected; intervals Holm-adjusted)"
     )
     return "\n".join(lines)
