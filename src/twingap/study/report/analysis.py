@@ -371,13 +371,14 @@ def adjusted_note(res: StudyResults) -> str:
     if len(res.cfg.seeds) < 2:
         return ""
     ci = res.cfg.stats.ci
+    pct = f"{100 * ci:.0f}%"
     return (
-        f"Which intervals are which: every difference to clean (fix list, results tables, Figure 1, bar "
-        f"chart) stands beside a Holm-corrected verdict, so its interval is Holm-adjusted: it is made at the "
-        f"level of the Holm step that decided the verdict (1 − α/m for the smallest of the m p-values of a "
-        f"test set and IoU type, up to 1 − α/(m − k) for those left after k distinguishable ones; "
-        f"α = {1 - ci:.2g}), so it excludes 0 exactly when the verdict says distinguishable, and it is wider "
-        f"than a per-comparison {100 * ci:.0f}% interval. The clean AP's interval is a plain {100 * ci:.0f}% "
-        f"interval. results/summary.csv has both (delta_lo, delta_hi: per comparison; delta_adj_lo, "
-        f"delta_adj_hi: Holm-adjusted)."
+        "Which intervals are which: every difference to clean (fix list, results tables, Figure 1, bar "
+        "chart) stands beside a Holm-corrected verdict, so its interval is Holm-adjusted: it is made at the "
+        "level of the Holm step that decided the verdict (1 − α/m for the smallest of the m p-values of its "
+        "family, the conditions on one test set and IoU type or, for the fix list, on what it ranks by; "
+        f"up to 1 − α/(m − k) for those left after k distinguishable ones; α = {1 - ci:.2g}), so it excludes "
+        "0 exactly when the verdict says distinguishable, and it is never narrower than a per-comparison "
+        f"{pct} interval. The clean AP's interval is a plain {pct} interval. results/summary.csv has both "
+        "(delta_lo, delta_hi: per comparison; delta_adj_lo, delta_adj_hi: Holm-adjusted)."
     )
