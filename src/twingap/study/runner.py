@@ -670,7 +670,13 @@ def run_job_group(run_dir: str | Path, job_ids: list[str], log: bool = True) -> 
             t0 = time.perf_counter()
             with _redirect_output(job_log(train[0])):
                 ctxs = [open_jobs[j][0] for j in train]
-                results = stages.train_group(cfg, [(c.dataset_dir, c.model_dir, c.job.seed) for c in ctxs])
+                try:
+                    results = stages.train_group(
+                        cfg, [(c.dataset_dir, c.model_dir, c.job.seed) for c in ctxs]
+                    )
+                except Exception as exc:  # the group itself failed: every job of it did
+                    tb = traceback.format_exc()
+                    results = [TrainFailed(f"{type(exc).__name__}: {exc}", tb) for _ in train]
             wall = time.perf_counter() - t0
             for jid, info in zip(train, results, strict=True):
                 ctx, running, t_start = open_jobs[jid]
