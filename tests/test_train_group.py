@@ -178,6 +178,13 @@ def test_a_failing_member_fails_alone(toys, tmp_path, monkeypatch, defer_sync):
         _same(tmp_path / "apart" / name, tmp_path / "group" / name)
 
 
-def test_members_need_distinct_run_folders(toys, tmp_path):
+def test_members_need_distinct_run_folders_and_one_thread_count(toys, tmp_path):
     with pytest.raises(TwingapError, match="distinct run folders"):
         train_group([(toys[0], tmp_path / "r", TINY, False), (toys[1], tmp_path / "r", TINY, False)])
+    with pytest.raises(TwingapError, match="same threads"):
+        train_group(
+            [
+                (toys[0], tmp_path / "a", TINY, False),
+                (toys[1], tmp_path / "b", TINY.replace(threads=2), False),
+            ]
+        )

@@ -94,7 +94,7 @@ def train_group(
         folder keeps its last checkpoint (resumable), and the others train on.
 
     Raises:
-        TwingapError: If two members share a run folder.
+        TwingapError: If two members share a run folder or differ in ``threads``.
         KeyboardInterrupt: Propagated (every member keeps its last checkpoint).
     """
     from twingap.errors import TwingapError
@@ -102,6 +102,8 @@ def train_group(
     dirs = [Path(m[1]).resolve() for m in members]
     if len(set(dirs)) != len(dirs):
         raise TwingapError("the members of a training group need distinct run folders")
+    if len({m[2].threads for m in members}) > 1:  # one process, one thread count: each as it trains alone
+        raise TwingapError("the members of a training group need the same threads setting")
     results: list[MemberResult | None] = [None] * len(members)
     active: list[_Active] = []
     for i, (dataset_dir, run_dir, config, resume) in enumerate(members):
