@@ -59,6 +59,7 @@ TOML layout (every key optional; a ``preset`` key picks the starting point)::
     workers = 1
     cpus_per_job = 2
     gpus_per_job = 0
+    group_size = 0                   # models trained together per process: 0 auto (CUDA: a seed's jobs)
 """
 
 from __future__ import annotations
@@ -205,12 +206,20 @@ class CostConfig:
 
 @dataclass
 class ExecutorConfig:
-    """How jobs run: ``workers`` parallel jobs locally; resources each job declares (Ray)."""
+    """How jobs run: ``workers`` parallel jobs locally; resources each job declares (Ray).
+
+    ``group_size``: how many jobs' models one process trains together (:mod:`twingap.train.group`).
+    0 (default): automatic: where training runs on CUDA, every job of a seed in one group; on CPU
+    no groups (one job per process, as before). 1: never group. N >= 2: groups of up to N jobs on
+    any device (to test or benchmark the group path on CPU). With groups, ``workers`` is the
+    number of groups run at a time (Ray: one task per group, declaring ``gpus_per_job``).
+    """
 
     workers: int = 1
     cpus_per_job: float = 2
     gpus_per_job: float = 0
     threads_per_job: int = 0
+    group_size: int = 0
 
 
 @dataclass
@@ -569,6 +578,8 @@ def validate(cfg: StudyConfig, source: str | Path | None = None) -> StudyConfig:
         raise TwingapError("stats.min_scenes must be at least 2", source)
     if cfg.executor.workers < 1:
         raise TwingapError("executor.workers must be at least 1", source)
+    if not isinstance(cfg.executor.group_size, int) or cfg.executor.group_size < 0:
+        raise TwingapError("executor.group_size must be an integer >= 0 (0: automatic, 1: no groups)", source)
     check_keys(cfg.cost.hours, known, "[cost] hours", source)
     for cond, hours in cfg.cost.hours.items():
         if not isinstance(hours, int | float) or isinstance(hours, bool) or hours < 0:

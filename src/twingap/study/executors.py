@@ -3,6 +3,11 @@
 Every executor calls the same function, :func:`twingap.study.runner.run_job`, with the run folder
 and a job id; jobs read and write only files in the run folder, and each job fixes its own
 thread count, so the executors give identical results for the same seeds.
+
+Where the jobs' training runs on CUDA (or ``[executor] group_size`` asks for it), the local and
+Ray executors run groups of jobs instead (:func:`twingap.study.runner.plan_groups`): one process
+or Ray task per group calls :func:`twingap.study.runner.run_job_group`, which trains the group's
+models together on one GPU. On CPU, by default, nothing changes: one job per process.
 """
 
 from __future__ import annotations
@@ -68,29 +73,42 @@ class LocalExecutor:
         self.workers = max(1, int(workers))
 
     def run(self, run_dir: str | Path, job_ids: list[str], progress: bool = True) -> list[dict[str, Any]]:
-        """Run the jobs; returns their summaries in completion order."""
-        from twingap.study.runner import run_job
+        """Run the jobs (or their training groups); returns their summaries in completion order."""
+        from twingap.study.runner import plan_groups, run_job, run_job_group
 
+        groups = plan_groups(run_dir, job_ids)
+        grouped = any(len(g) > 1 for g in groups)
         out: list[dict[str, Any]] = []
         ctx = mp.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, max_tasks_per_child=1)
         try:
             with _progress(len(job_ids), progress) as bar:
-                task = bar.add_task("jobs", total=len(job_ids))
-                futures: dict[Future, str] = {pool.submit(run_job, str(run_dir), jid): jid for jid in job_ids}
+                task = bar.add_task(
+                    "jobs" if not grouped else f"jobs ({len(groups)} groups)", total=len(job_ids)
+                )
+                futures: dict[Future, list[str]] = {
+                    (
+                        pool.submit(run_job_group, str(run_dir), g)
+                        if grouped
+                        else pool.submit(run_job, str(run_dir), g[0])
+                    ): g
+                    for g in groups
+                }
                 pending = set(futures)
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in finished:
-                        jid = futures[fut]
+                        jids = futures[fut]
                         try:
                             res = fut.result()
+                            results = res if grouped else [res]
                         except Exception as exc:  # the worker process died (segfault, OOM kill)
-                            res = _record_crash(run_dir, jid, exc)
-                        out.append(res)
-                        if progress:
-                            bar.console.print(_describe(res))
-                        bar.advance(task)
+                            results = [_record_crash(run_dir, jid, exc) for jid in jids]
+                        for res in results:
+                            out.append(res)
+                            if progress:
+                                bar.console.print(_describe(res))
+                            bar.advance(task)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
@@ -112,7 +130,10 @@ def _record_crash(run_dir: str | Path, job_id: str, exc: BaseException) -> dict[
 
 
 class RayExecutor:
-    """One Ray task per job, each declaring ``cpus`` and ``gpus``.
+    """One Ray task per job, each declaring ``cpus`` and ``gpus``; one task per training group on GPUs.
+
+    With ``gpus`` > 0 (the tasks train on a GPU) and ``[executor] group_size`` 0, each task is a
+    seed's jobs trained together (:func:`twingap.study.runner.run_job_group`) on its GPU.
 
     Args:
         address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); None starts a local
@@ -143,8 +164,10 @@ class RayExecutor:
 
         import ray
 
-        from twingap.study.runner import run_job
+        from twingap.study.runner import plan_groups, run_job, run_job_group
 
+        groups = plan_groups(run_dir, job_ids, cuda=bool(self.gpus))
+        grouped = any(len(g) > 1 for g in groups)
         started_here = False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
@@ -155,25 +178,28 @@ class RayExecutor:
                 kwargs["num_gpus"] = int(self.gpus) if self.gpus else None
             ray.init(**{k: v for k, v in kwargs.items() if v is not None})
             started_here = True
-        remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(run_job)
+        fn = run_job_group if grouped else run_job
+        remote = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(fn)
         run_dir = str(Path(run_dir).resolve())
         out = []
         try:
             with _progress(len(job_ids), progress) as bar:
                 task = bar.add_task("jobs (ray)", total=len(job_ids))
-                refs = {remote.remote(run_dir, jid): jid for jid in job_ids}
+                refs = {remote.remote(run_dir, g if grouped else g[0]): g for g in groups}
                 while refs:
                     ready, _ = ray.wait(list(refs), num_returns=1)
                     for ref in ready:
-                        jid = refs.pop(ref)
+                        jids = refs.pop(ref)
                         try:
                             res = ray.get(ref)
+                            results = res if grouped else [res]
                         except Exception as exc:  # the task's worker died
-                            res = _record_crash(run_dir, jid, exc)
-                        out.append(res)
-                        if progress:
-                            bar.console.print(_describe(res))
-                        bar.advance(task)
+                            results = [_record_crash(run_dir, jid, exc) for jid in jids]
+                        for res in results:
+                            out.append(res)
+                            if progress:
+                                bar.console.print(_describe(res))
+                            bar.advance(task)
         finally:
             if started_here:
                 ray.shutdown()

@@ -18,7 +18,7 @@ import numpy as np
 
 from twingap.errors import TwingapError
 from twingap.io import dumps_json, read_json, write_json_atomic
-from twingap.study.stages import Stages
+from twingap.study.stages import Stages, TrainFailed
 
 if TYPE_CHECKING:
     from twingap.study.config import StudyConfig, TestSetConfig
@@ -320,19 +320,21 @@ class RealStages(Stages):
         over = {"threads": threads, **cfg.train.overrides, "seed": int(seed)}
         return load_config(cfg.train.preset, **over)
 
-    def train(self, cfg: StudyConfig, dataset_dir: Path, model_dir: Path, seed: int) -> dict[str, Any]:
-        """Train (resuming from a checkpoint in ``model_dir``); keep only the final weights."""
-        from twingap.train.engine import train
-
+    def _model_config(self, cfg: StudyConfig, model_dir: Path, seed: int) -> Any:
+        """The job's training config; clears a partial run in ``model_dir`` made with other settings."""
         tcfg = self.train_config(cfg, seed)
         old_cfg = model_dir / "config.json"
         if old_cfg.is_file() and read_json(old_cfg) != json.loads(dumps_json(tcfg.to_dict())):
             shutil.rmtree(model_dir)  # a partial run with other settings (e.g. threads) cannot resume
-        final = train(dataset_dir, model_dir, tcfg, resume=model_dir.exists(), progress=False)
-        with contextlib.suppress(FileNotFoundError):
-            (model_dir / "checkpoint.pt").unlink()
+        return tcfg
+
+    @staticmethod
+    def _trained(tcfg: Any, model_dir: Path, final: Path) -> dict[str, Any]:
+        """Keep only the final weights of a finished run; returns the train stage's information."""
         from twingap.io import sha256_bytes
 
+        with contextlib.suppress(FileNotFoundError):
+            (model_dir / "checkpoint.pt").unlink()
         fingerprint = sha256_bytes(dumps_json(read_json(model_dir / "config.json"), indent=None).encode())[
             :12
         ]
@@ -342,6 +344,42 @@ class RealStages(Stages):
             "weights": final.name,
             "config_hash": fingerprint,
         }
+
+    def train(self, cfg: StudyConfig, dataset_dir: Path, model_dir: Path, seed: int) -> dict[str, Any]:
+        """Train (resuming from a checkpoint in ``model_dir``); keep only the final weights."""
+        from twingap.train.engine import train
+
+        tcfg = self._model_config(cfg, model_dir, seed)
+        final = train(dataset_dir, model_dir, tcfg, resume=model_dir.exists(), progress=False)
+        return self._trained(tcfg, model_dir, final)
+
+    def train_group(
+        self, cfg: StudyConfig, jobs: list[tuple[Path, Path, int]]
+    ) -> list[dict[str, Any] | TrainFailed]:
+        """Train the jobs' models together in this process (:func:`twingap.train.group.train_group`).
+
+        Each model is the one :meth:`train` gives (bit for bit on CPU); a job fails alone.
+        """
+        from twingap.train.group import train_group
+
+        tcfgs = [self._model_config(cfg, model_dir, seed) for _, model_dir, seed in jobs]
+        members = [(d, m, t, m.exists()) for (d, m, _), t in zip(jobs, tcfgs, strict=True)]
+        out: list[dict[str, Any] | TrainFailed] = []
+        for r, tcfg in zip(train_group(members, progress=False), tcfgs, strict=True):
+            if r.final is None:
+                out.append(TrainFailed(r.error or "training failed", r.traceback or ""))
+            else:
+                out.append(self._trained(tcfg, r.run_dir, r.final))
+        return out
+
+    def trains_on_cuda(self, cfg: StudyConfig) -> bool:
+        """Whether the study's training config resolves to a CUDA device on this machine."""
+        from twingap.train.engine import resolve_device
+
+        try:
+            return resolve_device(self.train_config(cfg, 0).device).type == "cuda"
+        except TwingapError:  # "cuda" without a GPU: the jobs fail with that error themselves
+            return False
 
     def predict(self, cfg: StudyConfig, model_dir: Path, test_dir: Path, out_json: Path) -> dict[str, Any]:
         """COCO results of the model on a prepared test set."""

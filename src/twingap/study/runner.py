@@ -42,7 +42,7 @@ from twingap.errors import TwingapError
 from twingap.io import dumps_json, read_json, sha256_bytes, write_json_atomic, write_text_atomic
 from twingap.provenance import machine_info, package_versions
 from twingap.study.config import StudyConfig, config_to_toml, validate
-from twingap.study.stages import Stages, load_stages
+from twingap.study.stages import Stages, TrainFailed, load_stages
 
 IOU_TYPES = ("bbox", "segm")
 METRICS = ("AP", "AP50", "AP75")
@@ -451,18 +451,23 @@ def read_markers(partial: Path) -> dict[str, dict[str, Any]]:
     return {p.name.split(".")[0]: read_json(p) for p in partial.glob("*.done.json")}
 
 
-def run_stages(ctx: JobContext, enter: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+def run_stages(
+    ctx: JobContext, enter: Callable[[str], None], stop: str | None = None
+) -> dict[str, dict[str, Any]]:
     """Run the stages of a job that have no done marker yet, marking each as it finishes.
 
     Args:
         ctx: The job.
         enter: Called with a stage's name before it runs (records where the job is).
+        stop: Run only the stages before this one (the group runner trains separately).
 
     Returns:
-        The done markers of every stage, ``{stage: info}``, ``info["seconds"]`` its time.
+        The done markers of every stage run or done, ``{stage: info}``, ``info["seconds"]`` its time.
     """
     done = read_markers(ctx.partial)
     for name, run in JOB_STAGES:
+        if name == stop:
+            break
         if name in done:
             continue
         enter(name)
@@ -567,7 +572,7 @@ def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any
     jobs_dir = run_dir / "jobs"
     final = jobs_dir / job_id
     if (final / "manifest.json").is_file():
-        return {"id": job_id, "status": "skipped", "seconds": 0.0, "error": None}
+        return _skipped(job_id)
     cfg = load_run_config(run_dir)
     partial = jobs_dir / f"{job_id}.partial"
     partial.mkdir(parents=True, exist_ok=True)
@@ -584,20 +589,144 @@ def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any
             _publish(partial, final, manifest, running)
             return {"id": job_id, "status": "done", "seconds": manifest["seconds"], "error": None}
     except Exception as exc:
-        err = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        failure = {
-            "id": job_id,
-            "stage": running.stage,
-            "error": err,
-            "traceback": traceback.format_exc(),
-            "time": time.time(),
-        }
-        write_json_atomic(jobs_dir / f"{job_id}.failed.json", failure)
-        running.clear()
-        return {"id": job_id, "status": "failed", "seconds": time.perf_counter() - t_start, "error": err}
+        return _record_failure(jobs_dir, job_id, running, exc, t_start)
     except BaseException:  # interrupted: leave the partial folder to resume, drop the marker
         running.clear()
         raise
+
+
+def _record_failure(
+    jobs_dir: Path, job_id: str, running: _Running, exc: Exception, t_start: float
+) -> dict[str, Any]:
+    """Write ``jobs/<id>.failed.json`` for a job that raised (in ``running.stage``); returns its summary.
+
+    A :class:`~twingap.study.stages.TrainFailed` (one job of a training group) brings its own
+    error line and traceback.
+    """
+    if isinstance(exc, TrainFailed):
+        err, tb = exc.error, exc.traceback
+    else:
+        err, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    err = err.splitlines()[0][:500] if err else type(exc).__name__
+    failure = {"id": job_id, "stage": running.stage, "error": err, "traceback": tb, "time": time.time()}
+    write_json_atomic(jobs_dir / f"{job_id}.failed.json", failure)
+    running.clear()
+    return {"id": job_id, "status": "failed", "seconds": time.perf_counter() - t_start, "error": err}
+
+
+def _skipped(job_id: str) -> dict[str, Any]:
+    return {"id": job_id, "status": "skipped", "seconds": 0.0, "error": None}
+
+
+def run_job_group(run_dir: str | Path, job_ids: list[str], log: bool = True) -> list[dict[str, Any]]:
+    """Run several jobs whose models train together in this process; returns a summary per job.
+
+    The group counterpart of :func:`run_job`, with the same folders, markers, manifests and
+    failure records per job: each job's stages before training (render) run as in :func:`run_job`;
+    then the jobs without a train marker train in one group (:meth:`Stages.train_group`: on the real
+    stages, :func:`twingap.train.group.train_group`, many models on one GPU); then each job's
+    remaining stages (predict, evaluate) run and the job is published. A job that fails fails alone.
+    Each train marker records the group (``group``), its wall time (``group_seconds``) and, as
+    ``seconds``, the job's share of it. The group's training output goes to the first trained
+    job's log.
+
+    Returns:
+        ``[{"id", "status", "seconds", "error"}]`` in the order of ``job_ids``.
+    """
+    run_dir = Path(run_dir)
+    jobs_dir = run_dir / "jobs"
+    out: dict[str, dict[str, Any]] = {}
+    todo = [j for j in job_ids if not (jobs_dir / j / "manifest.json").is_file()]
+    out.update({j: _skipped(j) for j in job_ids if j not in todo})
+    if not todo:
+        return [out[j] for j in job_ids]
+    cfg = load_run_config(run_dir)
+    stages = load_stages(cfg.stages)
+    open_jobs: dict[str, tuple[JobContext, _Running, float]] = {}
+    markers: list[_Running] = []
+
+    def job_log(job_id: str) -> Path | None:
+        return jobs_dir / f"{job_id}.log" if log else None
+
+    try:
+        for jid in todo:  # the stages before training, job by job
+            partial = jobs_dir / f"{jid}.partial"
+            partial.mkdir(parents=True, exist_ok=True)
+            running, t_start = _Running(partial / "RUNNING.json"), time.perf_counter()
+            markers.append(running)
+            try:
+                with _redirect_output(job_log(jid)):
+                    _set_threads(cfg)
+                    shared = prepare_shared(run_dir, cfg, stages)
+                    ctx = JobContext(run_dir, Job.parse(jid), cfg, stages, shared, partial)
+                    run_stages(ctx, running.enter, stop="train")
+                open_jobs[jid] = (ctx, running, t_start)
+            except Exception as exc:
+                out[jid] = _record_failure(jobs_dir, jid, running, exc, t_start)
+        train = [j for j in open_jobs if not (open_jobs[j][0].partial / "train.done.json").is_file()]
+        if train:  # the group: every model in this process
+            for jid in train:
+                open_jobs[jid][1].enter("train")
+            t0 = time.perf_counter()
+            with _redirect_output(job_log(train[0])):
+                ctxs = [open_jobs[j][0] for j in train]
+                try:
+                    results = stages.train_group(
+                        cfg, [(c.dataset_dir, c.model_dir, c.job.seed) for c in ctxs]
+                    )
+                except Exception as exc:  # the group itself failed: every job of it did
+                    tb = traceback.format_exc()
+                    results = [TrainFailed(f"{type(exc).__name__}: {exc}", tb) for _ in train]
+            wall = time.perf_counter() - t0
+            for jid, info in zip(train, results, strict=True):
+                ctx, running, t_start = open_jobs[jid]
+                if isinstance(info, Exception):
+                    out[jid] = _record_failure(jobs_dir, jid, running, info, t_start)
+                    del open_jobs[jid]
+                    continue
+                marker = {"seconds": wall / len(train), **info, "group": train, "group_seconds": wall}
+                write_json_atomic(ctx.partial / "train.done.json", marker)
+        for jid, (ctx, running, t_start) in list(open_jobs.items()):  # the stages after, job by job
+            try:
+                with _redirect_output(job_log(jid)):
+                    done = run_stages(ctx, running.enter)
+                    manifest = job_manifest(ctx, done, time.perf_counter() - t_start, running.started)
+                    _publish(ctx.partial, jobs_dir / jid, manifest, running)
+                out[jid] = {"id": jid, "status": "done", "seconds": manifest["seconds"], "error": None}
+            except Exception as exc:
+                out[jid] = _record_failure(jobs_dir, jid, running, exc, t_start)
+            del open_jobs[jid]
+    except BaseException:  # interrupted: leave the partial folders to resume, drop the markers
+        for running in markers:
+            running.clear()
+        raise
+    return [out[j] for j in job_ids]
+
+
+def plan_groups(run_dir: str | Path, job_ids: list[str], cuda: bool | None = None) -> list[list[str]]:
+    """The training groups of a study's jobs (see ``[executor] group_size``); singletons = no groups.
+
+    Args:
+        run_dir: The run folder (its stored configuration decides).
+        job_ids: The jobs to run, in order.
+        cuda: Whether training runs on CUDA where the jobs run; None: ask the stages on this machine.
+
+    Returns:
+        Lists of job ids, in the order of ``job_ids``: with ``group_size`` 0 one group per seed
+        where training runs on CUDA, else one job each; with N >= 2 consecutive groups of up to N.
+    """
+    cfg = load_run_config(run_dir)
+    size = cfg.executor.group_size
+    if size == 0:
+        if cuda is None:
+            cuda = load_stages(cfg.stages).trains_on_cuda(cfg)
+        if not cuda:
+            return [[j] for j in job_ids]
+        by_seed: dict[int, list[str]] = {}
+        for j in job_ids:
+            by_seed.setdefault(Job.parse(j).seed, []).append(j)
+        return list(by_seed.values())
+    return [job_ids[i : i + size] for i in range(0, len(job_ids), size)]
 
 
 # ---------------------------------------------------------------------- the study

@@ -13,6 +13,7 @@ this process, a process pool or a Ray worker on another machine. Implementations
 from __future__ import annotations
 
 import importlib
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +37,19 @@ class PerImage(Protocol):
     def metrics(self) -> dict[str, float]:
         """AP, AP50, AP75 over all images, in [0, 1]."""
         ...
+
+
+class TrainFailed(Exception):
+    """The training of one job of a group failed (the others went on).
+
+    Attributes:
+        error: One line, ``Type: message``.
+        traceback: The failure's traceback.
+    """
+
+    def __init__(self, error: str, traceback: str) -> None:
+        super().__init__(error)
+        self.error, self.traceback = error, traceback
 
 
 class Stages:
@@ -79,6 +93,27 @@ class Stages:
     def train(self, cfg: StudyConfig, dataset_dir: Path, model_dir: Path, seed: int) -> dict[str, Any]:
         """Train a detector on ``dataset_dir`` into ``model_dir`` with ``seed``; resumes a partial run."""
         raise NotImplementedError
+
+    def train_group(
+        self, cfg: StudyConfig, jobs: list[tuple[Path, Path, int]]
+    ) -> list[dict[str, Any] | TrainFailed]:
+        """Train several models, ``(dataset_dir, model_dir, seed)`` each, as :meth:`train` would.
+
+        Returns, per job in order, what :meth:`train` returns, or :class:`TrainFailed` (a job
+        fails alone). This default trains them one after the other; the real stages train them
+        in one process together (:func:`twingap.train.group.train_group`).
+        """
+        out: list[dict[str, Any] | TrainFailed] = []
+        for dataset_dir, model_dir, seed in jobs:
+            try:
+                out.append(self.train(cfg, dataset_dir, model_dir, seed) or {})
+            except Exception as exc:
+                out.append(TrainFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+        return out
+
+    def trains_on_cuda(self, cfg: StudyConfig) -> bool:
+        """Whether this study's training resolves to a CUDA device here (groups are automatic there)."""
+        return False
 
     def predict(self, cfg: StudyConfig, model_dir: Path, test_dir: Path, out_json: Path) -> dict[str, Any]:
         """Predict on a prepared test set (``test_dir/frames.json``); write COCO results."""

@@ -53,6 +53,7 @@ from twingap.train.hooks import (
     LRSchedule,
     StepOutput,
     TrainState,
+    diverged,
     load_checkpoint,
     restore,
 )
@@ -373,42 +374,59 @@ def _forward(model, batch: _Batch) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in losses.items()}
 
 
-def _train_step(model, batch: _Batch, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> StepOutput:
+def _train_step(
+    model, batch: _Batch, optimizer: torch.optim.Optimizer, cfg: TrainConfig, sync: bool = True
+) -> StepOutput:
     """One SGD step on one batch: forward, loss check, backward, gradient clipping, update.
 
+    Args:
+        model: The model (training mode).
+        batch: The step's batch.
+        optimizer: SGD over the trainable parameters.
+        cfg: The run's configuration (gradient clipping).
+        sync: Read the loss on the host to check it (and the gradient norm to log it) now. False
+            (the CUDA group trainer) leaves both on the device: no host sync in the step; the loss
+            is checked when the log is read (:meth:`TrainState.resolve_log`). The update is the same.
+
     Raises:
-        TwingapError: If the loss is not finite (the run diverged).
+        TwingapError: If the loss is not finite (the run diverged; only with ``sync``).
     """
     losses = _forward(model, batch)
     loss = sum(losses.values())
-    if not torch.isfinite(loss):
-        raise TwingapError(f"training diverged at step {batch.step} (loss {loss.item()}); lower the lr")
+    if sync and not torch.isfinite(loss):
+        raise diverged(batch.step, loss.item())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = float("nan")
+    grad_norm: float | torch.Tensor = float("nan")
     if cfg.clip_grad_norm > 0:
         params = [p for g in optimizer.param_groups for p in g["params"]]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm))
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm)
+        grad_norm = float(grad_norm) if sync else grad_norm.detach()
     optimizer.step()
     return StepOutput(losses, loss, grad_norm)
 
 
-def _run_loop(state: TrainState, batches: _Batches, hooks: list[HookBase]) -> None:
-    """Steps ``state.start`` .. ``cfg.iterations - 1``, each a :func:`_train_step` between the hooks.
+def _step(state: TrainState, batches: _Batches, hooks: list[HookBase], step: int) -> None:
+    """Step ``step`` of a run between its hooks; reseeds torch from (seed, step) first.
 
-    Step ``i`` reseeds torch from (seed, i) first, so a resumed run draws what an uninterrupted one does.
+    The reseed makes a resumed run draw what an uninterrupted one does, and a run stepped in a
+    group (:mod:`twingap.train.group`) draw what it draws alone.
     """
-    cfg = state.cfg
+    state.step, state.step_started = step, time.perf_counter()
+    torch.manual_seed(_key(state.cfg.seed, _STREAM_STEP, step))
+    for h in hooks:
+        h.before_step(state)
+    state.out = _train_step(state.model, batches(step), state.optimizer, state.cfg, sync=not state.deferred)
+    for h in hooks:
+        h.after_step(state)
+
+
+def _run_loop(state: TrainState, batches: _Batches, hooks: list[HookBase]) -> None:
+    """Steps ``state.start`` .. ``cfg.iterations - 1``, each a :func:`_step` between the hooks."""
     for h in hooks:
         h.before_train(state)
-    for step in range(state.start, cfg.iterations):
-        state.step, state.step_started = step, time.perf_counter()
-        torch.manual_seed(_key(cfg.seed, _STREAM_STEP, step))
-        for h in hooks:
-            h.before_step(state)
-        state.out = _train_step(state.model, batches(step), state.optimizer, cfg)
-        for h in hooks:
-            h.after_step(state)
+    for step in range(state.start, state.cfg.iterations):
+        _step(state, batches, hooks, step)
     for h in hooks:
         h.after_train(state)
 
@@ -473,33 +491,48 @@ def _initial_state(
     return TrainState(cfg, model, optim)
 
 
-def train(
-    dataset_dir: str | Path,
-    run_dir: str | Path,
-    config: TrainConfig | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> Path:
-    """Train a Mask R-CNN on a COCO dataset folder; returns the final weights' path.
+@dataclass
+class _Run:
+    """A training run set up and ready to step (see :func:`_open_run`).
 
-    Args:
-        dataset_dir: Folder with ``coco.json`` (category ids = YCB-Video class ids) and images.
-        run_dir: Output folder (created; must be empty unless ``resume``).
-        config: Training configuration (default: the ``quick`` preset).
-        resume: Continue from ``run_dir/checkpoint.pt`` (and return at once if finished). A
-            resumed run ends with the same weights, bit for bit, as an uninterrupted one on
-            the same machine and thread count.
-        progress: Show a rich progress bar with loss and images/s.
+    Attributes:
+        cfg: The validated configuration.
+        dataset_dir: The training set's folder.
+        run_dir: The run folder.
+        ds: The loaded training set.
+        d_hash: The training set's content hash (stored in checkpoints).
+        meta: The ``meta.json`` written at the start (updated by :func:`_close_run`).
+        state: The model, optimiser and log (restored from the checkpoint on resume).
+        batches: The batch of every step (feature cache built).
+        t_start: ``time.perf_counter()`` when the setup began.
+        t_cache: Wall seconds of building the batches (feature cache).
+        c_cache: Process CPU seconds of building the batches.
+    """
+
+    cfg: TrainConfig
+    dataset_dir: Path
+    run_dir: Path
+    ds: TrainSet
+    d_hash: str
+    meta: dict[str, Any]
+    state: TrainState
+    batches: _Batches
+    t_start: float
+    t_cache: float
+    c_cache: float
+
+
+def _open_run(
+    dataset_dir: Path, run_dir: Path, cfg: TrainConfig, resume: bool, progress: bool
+) -> _Run | Path:
+    """Set a run up to its first step: folder, dataset, config and meta files, model, checkpoint, cache.
 
     Returns:
-        Path of ``run_dir/model_final.pt``.
+        The run, or the final weights' path when ``resume`` finds the run finished.
 
     Raises:
-        TwingapError: On invalid datasets, a non-empty run folder without ``resume``, a resume
-            whose config or dataset differs from the checkpoint's, or an unavailable device.
+        TwingapError: As :func:`train`.
     """
-    cfg = (config or PRESETS["quick"]).validate()
-    dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
     final = run_dir / "model_final.pt"
     _check_run_dir(run_dir, resume)
     if resume and final.is_file():
@@ -526,26 +559,75 @@ def train(
     t_cache, c_cache = time.perf_counter(), time.process_time()
     batches = _Batches(state.model, ds, cfg, device, progress, amp)
     t_cache, c_cache = time.perf_counter() - t_cache, time.process_time() - c_cache
-    t_loop, c_loop = time.perf_counter(), time.process_time()
-    with _progress(progress, cfg.iterations, "training", start=state.start) as advance:
-        _run_loop(state, batches, _hooks(cfg, run_dir, d_hash, advance))
-    t_loop, c_loop = time.perf_counter() - t_loop, time.process_time() - c_loop
-    check_converged(cfg, state.log_rows, run_dir)
+    return _Run(cfg, dataset_dir, run_dir, ds, d_hash, meta, state, batches, t_start, t_cache, c_cache)
 
-    weights = {"model": state.final_weights(), "config": cfg.to_dict(), "label_map": ds.label_to_cat}
+
+def _close_run(run: _Run, t_loop: float, c_loop: float, **meta: Any) -> Path:
+    """Check a run whose loop finished, save its final weights and finish its ``meta.json``.
+
+    Args:
+        run: The run (its loop finished).
+        t_loop: Wall seconds of the training loop (this session).
+        c_loop: Process CPU seconds of the training loop.
+        meta: More entries of ``meta.json``.
+
+    Raises:
+        TwingapError: If the run did not converge (:func:`check_converged`).
+    """
+    cfg, state = run.cfg, run.state
+    check_converged(cfg, state.log_rows, run.run_dir)
+    final = run.run_dir / "model_final.pt"
+    weights = {"model": state.final_weights(), "config": cfg.to_dict(), "label_map": run.ds.label_to_cat}
     with atomic_path(final) as tmp:
         torch.save(weights, tmp)
-    meta.update(
+    run.meta.update(
         finished=True,
-        seconds_total=round(time.perf_counter() - t_start, 3),
-        seconds_cache=round(t_cache, 3),
+        seconds_total=round(time.perf_counter() - run.t_start, 3),
+        seconds_cache=round(run.t_cache, 3),
         seconds_loop=round(t_loop, 3),
-        cpu_seconds_cache=round(c_cache, 3),
+        cpu_seconds_cache=round(run.c_cache, 3),
         cpu_seconds_loop=round(c_loop, 3),
         steps_this_session=cfg.iterations - state.start,
+        **meta,
     )
-    write_json_atomic(run_dir / "meta.json", meta)
+    write_json_atomic(run.run_dir / "meta.json", run.meta)
     return final
+
+
+def train(
+    dataset_dir: str | Path,
+    run_dir: str | Path,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train a Mask R-CNN on a COCO dataset folder; returns the final weights' path.
+
+    Args:
+        dataset_dir: Folder with ``coco.json`` (category ids = YCB-Video class ids) and images.
+        run_dir: Output folder (created; must be empty unless ``resume``).
+        config: Training configuration (default: the ``quick`` preset).
+        resume: Continue from ``run_dir/checkpoint.pt`` (and return at once if finished). A
+            resumed run ends with the same weights, bit for bit, as an uninterrupted one on
+            the same machine and thread count.
+        progress: Show a rich progress bar with loss and images/s.
+
+    Returns:
+        Path of ``run_dir/model_final.pt``.
+
+    Raises:
+        TwingapError: On invalid datasets, a non-empty run folder without ``resume``, a resume
+            whose config or dataset differs from the checkpoint's, or an unavailable device.
+    """
+    cfg = (config or PRESETS["quick"]).validate()
+    run = _open_run(Path(dataset_dir), Path(run_dir), cfg, resume, progress)
+    if isinstance(run, Path):
+        return run
+    t_loop, c_loop = time.perf_counter(), time.process_time()
+    with _progress(progress, cfg.iterations, "training", start=run.state.start) as advance:
+        _run_loop(run.state, run.batches, _hooks(cfg, run.run_dir, run.d_hash, advance))
+    t_loop, c_loop = time.perf_counter() - t_loop, time.process_time() - c_loop
+    return _close_run(run, t_loop, c_loop)
 
 
 #: Runs shorter than this are not checked for convergence (too few steps to judge).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,12 +34,18 @@ class StepOutput(NamedTuple):
     Attributes:
         losses: The model's loss terms (scalar tensors, keys among :data:`LOSS_KEYS`).
         loss: Their sum, the loss that was back-propagated.
-        grad_norm: Global L2 norm of the gradients before clipping (NaN when clipping is off).
+        grad_norm: Global L2 norm of the gradients before clipping (NaN when clipping is off); a
+            0-d tensor when the step left host reads to the log (:attr:`TrainState.deferred`).
     """
 
     losses: dict[str, torch.Tensor]
     loss: torch.Tensor
-    grad_norm: float
+    grad_norm: float | torch.Tensor
+
+
+def diverged(step: int, loss: float) -> TwingapError:
+    """The error of a run whose loss at ``step`` is not finite."""
+    return TwingapError(f"training diverged at step {step} (loss {loss}); lower the lr")
 
 
 @dataclass
@@ -57,6 +64,9 @@ class TrainState:
         ema: Exponential moving average of the trainable weights (None until it starts).
         log_rows: One row per finished step (``step``, ``lr``, ``loss``, loss terms, ``grad_norm``,
             ``seconds``).
+        deferred: Leave the step's losses and gradient norm on the device (no host sync per step,
+            for the CUDA group trainer): the log rows hold 0-d tensors until :meth:`resolve_log`
+            reads them all at once (the same values, so the log and the weights do not change).
     """
 
     cfg: TrainConfig
@@ -69,6 +79,27 @@ class TrainState:
     out: StepOutput | None = None
     ema: dict[str, torch.Tensor] | None = None
     log_rows: list[dict[str, float]] = field(default_factory=list)
+    deferred: bool = False
+    _pending: int = 0  # log rows at the end of ``log_rows`` that may still hold tensors
+
+    def resolve_log(self) -> None:
+        """Read the log's pending tensors to floats (one host transfer) and check the losses.
+
+        Raises:
+            TwingapError: If a pending step's loss is not finite (the run diverged).
+        """
+        if not self._pending:
+            return
+        rows = self.log_rows[-self._pending :]
+        slots = [(r, k) for r in rows for k, v in r.items() if isinstance(v, torch.Tensor)]
+        self._pending = 0
+        if slots:
+            values = torch.stack([r[k].detach().float().reshape(()) for r, k in slots]).tolist()
+            for (r, k), v in zip(slots, values, strict=True):
+                r[k] = v
+        for r in rows:
+            if not math.isfinite(r["loss"]):
+                raise diverged(r["step"], r["loss"])
 
     def final_weights(self) -> dict[str, torch.Tensor]:
         """The model's state dict with the EMA weights in place of the trained ones when kept."""
@@ -152,6 +183,14 @@ class LossLog(HookBase):
         """Log the step's losses, learning rate, gradient norm and seconds."""
         out = state.out
         dt = time.perf_counter() - state.step_started
+        if state.deferred:  # the tensors themselves: read later, all at once (TrainState.resolve_log)
+            row = {"step": state.step, "lr": state.lr, "loss": out.loss.detach(), "seconds": dt}
+            row["grad_norm"] = out.grad_norm
+            row.update({k: out.losses[k].detach() for k in LOSS_KEYS if k in out.losses})
+            state.log_rows.append(row)
+            state._pending += 1
+            self.show(1, img_s=f"{state.cfg.batch_size / dt:.1f}")
+            return
         row = {"step": state.step, "lr": state.lr, "loss": float(out.loss.detach()), "seconds": dt}
         row["grad_norm"] = out.grad_norm
         row.update({k: float(out.losses[k].detach()) for k in LOSS_KEYS if k in out.losses})
@@ -160,6 +199,7 @@ class LossLog(HookBase):
 
     def after_train(self, state: TrainState) -> None:
         """Write the whole log (resumed steps included) to the CSV file."""
+        state.resolve_log()
         write_log(self.path, state.log_rows)
 
 
@@ -178,6 +218,7 @@ class Checkpointer(HookBase):
         """Save a checkpoint when the number of finished steps is a multiple of the period."""
         done, every = state.step + 1, state.cfg.checkpoint_every
         if every and done % every == 0 and done < state.cfg.iterations:
+            state.resolve_log()  # a diverged run keeps its last finite checkpoint
             save_checkpoint(self.path, state, done, self.dataset_hash)
 
 
