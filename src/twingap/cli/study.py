@@ -66,7 +66,8 @@ def study(
     from twingap.study.config import load_study_config
     from twingap.study.executors import make_executor
     from twingap.study.report import summary_text, top_fixes_text, top_fixes_title
-    from twingap.study.runner import run_study
+    from twingap.study.runner import load_run_config, run_study
+    from twingap.study.seeding import SeedPolicy, parse_budget
 
     if output is None:
         raise TwingapError("missing -o RUN_DIR (the run folder)")
@@ -74,8 +75,6 @@ def study(
     cfg = None if resume else load_study_config(config, preset)
     if cfg is not None and workers is not None:
         cfg.executor.workers = workers
-    from twingap.study.seeding import SeedPolicy, parse_budget
-
     policy = SeedPolicy(auto=None, max_seeds=max_seeds)
     if budget is not None:
         policy.budget_s, policy.budget_text = parse_budget(budget), budget.strip()
@@ -86,12 +85,12 @@ def study(
     elif seeds is not None:
         policy.auto = False
         if cfg is None:  # resume with other seeds: extend (or narrow) the stored study
-            from twingap.study.runner import load_run_config
-
             cfg = load_run_config(output)
         cfg.seeds = _parse_seeds(seeds)
     if max_seeds is not None and policy.auto is False:
         raise TwingapError("--max-seeds applies to --seeds auto")
+    if policy.auto:  # refuse before saying the study started
+        policy.check(cfg if cfg is not None else load_run_config(output))
     if backend is not None:
         if resume:
             raise TwingapError("--backend applies to a new study; a resumed study keeps its backend")
@@ -105,15 +104,11 @@ def study(
         validate(cfg)
     ex_cfg = cfg.executor if cfg is not None else None
     if ex_cfg is None:
-        from twingap.study.runner import load_run_config
-
         ex_cfg = load_run_config(output).executor
     ex = make_executor(executor, workers or ex_cfg.workers, address, ex_cfg.cpus_per_job, ex_cfg.gpus_per_job)
     typer.echo(f"study {'resumed' if resume else 'started'} in {output}")
     out = run_study(output, cfg, ex, report=not no_report, policy=policy, echo=typer.echo)
     typer.echo(f"jobs done: {out['done']}, failed: {len(out['failed'])}, left: {len(out['left'])}")
-    if out["seeding"]["message"]:
-        typer.echo(out["seeding"]["message"])
     for jid in out["failed"]:
         typer.echo(f"  failed: {jid} (see {output / 'jobs' / (jid + '.failed.json')})")
     if out["report"]:
@@ -126,6 +121,8 @@ def study(
             "rerun the same command to retry the failed / unfinished jobs; `twingap report RUN_DIR` writes "
             "a report of what finished"
         )
+    if out["seeding"]["message"]:  # last, where it is read: why the study has the seeds it has
+        typer.echo(out["seeding"]["message"])
     if out["failed"]:
         raise typer.Exit(1)
 

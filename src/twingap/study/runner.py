@@ -811,12 +811,12 @@ def _run_blocks(
         if budget is not None and not deadline_set:
             seeding.set_deadline(run_dir, started + budget, policy.budget_label)
             deadline_set = True
-        t_block = seeding.now()
         ran: list[dict] = []
+        if pending and not shared_ready:  # once, before the first block's jobs (not timed with them)
+            prepare_shared(run_dir, cfg, load_stages(cfg.stages))
+            shared_ready = True
+        t_block = seeding.now()
         if pending:
-            if not shared_ready:
-                prepare_shared(run_dir, cfg, load_stages(cfg.stages))
-                shared_ready = True
             ran = executor.run(run_dir, pending, progress=progress)
             results.extend(ran)
         seconds = seeding.now() - t_block
@@ -908,7 +908,7 @@ def _stop_message(
             got = (
                 f"{tau} < {policy.target} ({proj['basis']}; {needs})"
                 if proj
-                else f"no projected tau yet (needs {max(2, policy.min_seeds)} seeds)"
+                else "no projected tau yet (it needs 2 seeds)"
             )
             return (
                 f"stopped by the budget ({policy.budget_label}) after {seeds}{why}: {got}; "
