@@ -209,3 +209,17 @@ def test_cli_seeds_extend_a_run_and_budget_is_reported(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "all 3 seed blocks finished within the budget (1h)" in out
     assert stored_seeds(run) == [0, 1, 2] and len(manifests(run)) == 6
+
+
+def test_run_job_starts_nothing_after_the_deadline(tmp_path):
+    # what every executor's worker calls: past the deadline a job is deferred and leaves no trace
+    from twingap.study import runner
+
+    run = tmp_path / "run"
+    runner.init_run(run, load_study_config(config(tmp_path, conditions='["clean", "noise-2"]')))
+    seeding.set_deadline(run, seeding.now() - 1.0, "1m")
+    res = runner.run_job(run, "clean__s0", log=False)
+    assert res["status"] == "deferred" and res["error"] == "the budget is spent"
+    assert not list((run / "jobs").iterdir())
+    seeding.set_deadline(run, seeding.now() + 3600.0, "1h")
+    assert runner.run_job(run, "clean__s0", log=False)["status"] == "done"
