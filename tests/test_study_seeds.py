@@ -117,7 +117,7 @@ def clock(monkeypatch):
     return t
 
 
-def test_budget_stops_between_seed_blocks_and_says_so(tmp_path, clock):
+def test_budget_stops_between_seed_blocks_and_says_so(tmp_path, clock, capsys):
     # blocks of 2 jobs take 200 s: after 2 blocks (400 s), the third would end at 600 s > 450 s
     run = tmp_path / "run"
     cfg_path = config(tmp_path, conditions='["clean", "noise-2"]', seeds="[0, 1, 2]")
@@ -132,6 +132,8 @@ def test_budget_stops_between_seed_blocks_and_says_so(tmp_path, clock):
     assert stored_seeds(run) == [0, 1]  # the report and compare see 2 complete seed blocks
     assert out["report"] is not None and rec["message"] in (run / "report.md").read_text()
     assert not (run / seeding.DEADLINE).exists()
+    assert main(["study", "status", str(run)]) == 0
+    assert rec["message"] in capsys.readouterr().out
     # resume without a budget: the seeds asked before (0, 1, 2), nothing redone
     before = manifests(run)
     out2 = study(run, None)

@@ -159,6 +159,11 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run folder.")]) -> None
     console.print(table)
     counts = {k: sum(s.state == k for s in states) for k in colors}
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()) + f" (of {len(states)})")
+    from twingap.study.seeding import read_record
+
+    message = (read_record(run_dir) or {}).get("message")
+    if message:  # why the study has the seeds it has (the last `twingap study`)
+        typer.echo(message)
 
 
 @app.command("report")
