@@ -5,6 +5,8 @@ Layout of a run folder (everything a user can open)::
     RUN_DIR/
       study.json  study.toml      the configuration, frozen when the study starts
       plan.json                   the jobs: one per (condition, seed)
+      seeds.json                  how the seeds came about, why the study stopped (twingap.study.seeding)
+      deadline.json               while a budgeted invocation runs: no job starts after its deadline
       scenes/                     training scenes, built once (train_scenes.json, manifest.json, caches)
       testsets/<name>/            real test sets: gt.json (COCO), frames.json, manifest.json
       datasets/<condition>/       rendered training set (shared by every seed of the condition)
