@@ -36,7 +36,21 @@ def study(
     workers: Annotated[int | None, typer.Option(help="Parallel jobs for the local executor.")] = None,
     seeds: Annotated[
         str | None,
-        typer.Option(help="Training seeds of a new study, comma-separated (e.g. 3,4,5 to replicate)."),
+        typer.Option(
+            help="Training seeds, comma-separated (e.g. 3,4,5 to replicate; a longer list extends a run), "
+            "or 'auto': add seed blocks until the ranking's projected replication tau reaches 0.7."
+        ),
+    ] = None,
+    max_seeds: Annotated[
+        int | None,
+        typer.Option("--max-seeds", help="Cap on the seeds of --seeds auto (default 10)."),
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Wall-time budget of this command (30m, 1h, 90s, 1h30m): no job starts after it, nor a "
+            "seed block that would end after it; finished seed blocks count, the rest resumes on a rerun."
+        ),
     ] = None,
     backend: Annotated[
         str | None,
@@ -52,7 +66,8 @@ def study(
     from twingap.study.config import load_study_config
     from twingap.study.executors import make_executor
     from twingap.study.report import summary_text, top_fixes_text, top_fixes_title
-    from twingap.study.runner import run_study
+    from twingap.study.runner import load_run_config, run_study
+    from twingap.study.seeding import SeedPolicy, parse_budget
 
     if output is None:
         raise TwingapError("missing -o RUN_DIR (the run folder)")
@@ -60,12 +75,24 @@ def study(
     cfg = None if resume else load_study_config(config, preset)
     if cfg is not None and workers is not None:
         cfg.executor.workers = workers
-    if seeds is not None:
-        if cfg is None:
-            raise TwingapError("--seeds applies to a new study; a resumed study keeps its seeds", output)
+    policy = SeedPolicy(auto=None, max_seeds=max_seeds)
+    if budget is not None:
+        policy.budget_s, policy.budget_text = parse_budget(budget), budget.strip()
+    if max_seeds is not None and max_seeds < 1:
+        raise TwingapError(f"--max-seeds must be at least 1, got {max_seeds}")
+    if seeds is not None and seeds.strip().lower() == "auto":
+        policy.auto = True
+    elif seeds is not None:
+        policy.auto = False
+        if cfg is None:  # resume with other seeds: extend (or narrow) the stored study
+            cfg = load_run_config(output)
         cfg.seeds = _parse_seeds(seeds)
+    if max_seeds is not None and policy.auto is False:
+        raise TwingapError("--max-seeds applies to --seeds auto")
+    if policy.auto:  # refuse before saying the study started
+        policy.check(cfg if cfg is not None else load_run_config(output))
     if backend is not None:
-        if cfg is None:
+        if resume:
             raise TwingapError("--backend applies to a new study; a resumed study keeps its backend")
         from twingap.study.config import validate
 
@@ -77,12 +104,10 @@ def study(
         validate(cfg)
     ex_cfg = cfg.executor if cfg is not None else None
     if ex_cfg is None:
-        from twingap.study.runner import load_run_config
-
         ex_cfg = load_run_config(output).executor
     ex = make_executor(executor, workers or ex_cfg.workers, address, ex_cfg.cpus_per_job, ex_cfg.gpus_per_job)
     typer.echo(f"study {'resumed' if resume else 'started'} in {output}")
-    out = run_study(output, cfg, ex, report=not no_report)
+    out = run_study(output, cfg, ex, report=not no_report, policy=policy, echo=typer.echo)
     typer.echo(f"jobs done: {out['done']}, failed: {len(out['failed'])}, left: {len(out['left'])}")
     for jid in out["failed"]:
         typer.echo(f"  failed: {jid} (see {output / 'jobs' / (jid + '.failed.json')})")
@@ -96,15 +121,18 @@ def study(
             "rerun the same command to retry the failed / unfinished jobs; `twingap report RUN_DIR` writes "
             "a report of what finished"
         )
+    if out["seeding"]["message"]:  # last, where it is read: why the study has the seeds it has
+        typer.echo(out["seeding"]["message"])
     if out["failed"]:
         raise typer.Exit(1)
 
 
 def _parse_seeds(text: str) -> list[int]:
+    """A ``--seeds`` list (``auto`` is handled by the caller)."""
     try:
         out = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise TwingapError(f"--seeds must be comma-separated integers, got {text!r}") from None
+        raise TwingapError(f"--seeds must be comma-separated integers or 'auto', got {text!r}") from None
     if not out or len(set(out)) != len(out) or min(out) < 0:
         raise TwingapError(f"--seeds must be distinct non-negative integers, got {text!r}")
     return out
@@ -131,6 +159,11 @@ def status(run_dir: Annotated[Path, typer.Argument(help="Run folder.")]) -> None
     console.print(table)
     counts = {k: sum(s.state == k for s in states) for k in colors}
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()) + f" (of {len(states)})")
+    from twingap.study.seeding import read_record
+
+    message = (read_record(run_dir) or {}).get("message")
+    if message:  # why the study has the seeds it has (the last `twingap study`)
+        typer.echo(message)
 
 
 @app.command("report")

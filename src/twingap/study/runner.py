@@ -5,6 +5,8 @@ Layout of a run folder (everything a user can open)::
     RUN_DIR/
       study.json  study.toml      the configuration, frozen when the study starts
       plan.json                   the jobs: one per (condition, seed)
+      seeds.json                  how the seeds came about, why the study stopped (twingap.study.seeding)
+      deadline.json               while a budgeted invocation runs: no job starts after its deadline
       scenes/                     training scenes, built once (train_scenes.json, manifest.json, caches)
       testsets/<name>/            real test sets: gt.json (COCO), frames.json, manifest.json
       datasets/<condition>/       rendered training set (shared by every seed of the condition)
@@ -33,7 +35,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,9 @@ from twingap.data.coco import gt_content_hash
 from twingap.errors import TwingapError
 from twingap.io import dumps_json, read_json, sha256_bytes, write_json_atomic, write_text_atomic
 from twingap.provenance import machine_info, package_versions
+from twingap.study import seeding
 from twingap.study.config import StudyConfig, config_to_toml, validate
+from twingap.study.seeding import SeedPolicy, deadline_passed
 from twingap.study.stages import Stages, TrainFailed, load_stages
 
 IOU_TYPES = ("bbox", "segm")
@@ -565,14 +569,19 @@ def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any
     raised (a failing job does not stop the study); an interrupt (KeyboardInterrupt, SIGTERM)
     propagates and leaves the ``.partial`` folder to resume.
 
+    A job that has not started is not started once the deadline of a budgeted study has passed
+    (:func:`twingap.study.seeding.deadline_passed`): it returns ``deferred`` and stays left.
+
     Returns:
-        ``{"id", "status": "done" | "failed" | "skipped", "seconds", "error"}``.
+        ``{"id", "status": "done" | "failed" | "skipped" | "deferred", "seconds", "error"}``.
     """
     run_dir = Path(run_dir)
     jobs_dir = run_dir / "jobs"
     final = jobs_dir / job_id
     if (final / "manifest.json").is_file():
         return _skipped(job_id)
+    if deadline_passed(run_dir):  # a budgeted study's time is spent: start nothing, resume later
+        return {"id": job_id, "status": "deferred", "seconds": 0.0, "error": "the budget is spent"}
     cfg = load_run_config(run_dir)
     partial = jobs_dir / f"{job_id}.partial"
     partial.mkdir(parents=True, exist_ok=True)
@@ -639,6 +648,9 @@ def run_job_group(run_dir: str | Path, job_ids: list[str], log: bool = True) -> 
     todo = [j for j in job_ids if not (jobs_dir / j / "manifest.json").is_file()]
     out.update({j: _skipped(j) for j in job_ids if j not in todo})
     if not todo:
+        return [out[j] for j in job_ids]
+    if deadline_passed(run_dir):  # a budgeted study's time is spent: start nothing, resume later
+        out.update({j: {"id": j, "status": "deferred", "seconds": 0.0, "error": "the budget is spent"} for j in todo})
         return [out[j] for j in job_ids]
     cfg = load_run_config(run_dir)
     stages = load_stages(cfg.stages)
@@ -741,32 +753,60 @@ def run_study(
     executor: Any = None,
     report: bool = True,
     progress: bool = True,
+    policy: SeedPolicy | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a study: prepare shared inputs, run the pending jobs, collect, report.
 
+    Without a budget and with a fixed seed list, every pending job is handed to the executor at
+    once. With ``--seeds auto`` or a budget, the jobs run seed block by seed block (every condition
+    of one seed), the policy deciding after each block whether another starts
+    (:mod:`twingap.study.seeding`); the configuration stored at the end lists the finished blocks'
+    seeds, and ``seeds.json`` says why the study stopped.
+
     Args:
         run_dir: Output folder (created; an existing study folder resumes).
-        cfg: Configuration; None = resume with the stored one.
+        cfg: Configuration; None = resume with the stored one (and the seeds asked before).
         executor: An executor from :mod:`twingap.study.executors` (default: local process pool
             with ``cfg.executor.workers`` workers).
         report: Write the report when every job has finished (or failed).
         progress: Show a progress bar.
+        policy: Which seed blocks to run and within what time; None = as the run folder recorded
+            (a fixed list otherwise). ``policy.auto`` None = as recorded.
+        echo: Called with one line after each seed block (None: silent).
 
     Returns:
-        ``{"done": n, "failed": [ids], "left": [ids], "report": path or None}``.
+        ``{"done": n, "failed": [ids], "left": [ids], "report": path or None, "seeding": the
+        seeds.json record (its "message" says why the study stopped; "" when it ran as asked)}``.
+
+    Raises:
+        TwingapError: A configuration or policy the run folder or the study cannot take.
     """
     from twingap.study.executors import LocalExecutor
 
     run_dir = Path(run_dir)
-    cfg = init_run(run_dir, cfg)
-    stages = load_stages(cfg.stages)
     t0 = time.perf_counter()
-    prepare_shared(run_dir, cfg, stages)
-    todo = pending_jobs(run_dir)
+    started = seeding.now()
+    cfg, policy, asked = _resolve_seeds(run_dir, cfg, policy)
+    policy.check(cfg)
     executor = executor or LocalExecutor(cfg.executor.workers)
+    seeding.set_deadline(run_dir, None)  # a killed invocation's deadline is not ours
     results: list[dict] = []
-    if todo:
-        results = executor.run(run_dir, todo, progress=progress)
+    try:
+        if not policy.auto and policy.budget_s is None:
+            cfg = init_run(run_dir, cfg)
+            prepare_shared(run_dir, cfg, load_stages(cfg.stages))
+            todo = pending_jobs(run_dir)
+            if todo:
+                results = executor.run(run_dir, todo, progress=progress)
+            record: dict[str, Any] = {"mode": "fixed", "asked": asked, "seeds": list(cfg.seeds)}
+            record.update(budget=None, blocks=[], stopped="complete", message="")
+        else:
+            record = _run_blocks(run_dir, cfg, asked, policy, executor, progress, echo, started, results)
+    finally:
+        seeding.set_deadline(run_dir, None)
+    record["session_seconds"] = round(seeding.now() - started, 1)
+    seeding.write_record(run_dir, record)
     states = job_states(run_dir)
     failed = [s.id for s in states if s.state == "failed"]
     left = [s.id for s in states if s.state in ("left", "running")]
@@ -774,14 +814,15 @@ def run_study(
     session = {
         "started": time.time() - (time.perf_counter() - t0),
         "jobs_seconds": time.perf_counter() - t0,
-        "ran": [r["id"] for r in results],
+        "ran": [r["id"] for r in results if r["status"] != "deferred"],
         "failed": failed,
         "left": left,
         "workers": getattr(executor, "workers", None),
         "executor": getattr(executor, "name", type(executor).__name__),
+        "stopped": record["stopped"],
     }
     write_json_atomic(run_dir / "results" / "last_session.json", session)
-    out: dict[str, Any] = {"done": done, "failed": failed, "left": left, "report": None}
+    out: dict[str, Any] = {"done": done, "failed": failed, "left": left, "report": None, "seeding": record}
     clean_done = any(s.state == "done" and Job.parse(s.id).condition == "clean" for s in states)
     if report and clean_done and not left:
         from twingap.study.report import write_report
@@ -795,3 +836,224 @@ def run_study(
     write_json_atomic(sessions_path, [*sessions, session])
     write_json_atomic(run_dir / "results" / "last_session.json", session)
     return out
+
+
+def _resolve_seeds(
+    run_dir: Path, cfg: StudyConfig | None, policy: SeedPolicy | None
+) -> tuple[StudyConfig, SeedPolicy, list[int]]:
+    """The configuration, the policy and the seeds asked for, from the arguments and ``seeds.json``.
+
+    A policy whose ``auto`` is None continues the recorded mode; a resumed fixed study (``cfg``
+    None) asks for the seeds recorded as asked (a budget may have stored fewer in the configuration).
+    Auto asks for the stored seeds, then the configuration's, then the next integers.
+    """
+    policy = replace(policy) if policy is not None else SeedPolicy(auto=None)
+    exists = (run_dir / "study.json").is_file()
+    record = seeding.read_record(run_dir) if exists else None
+    recorded_auto = bool(record and record.get("mode") == "auto")
+    if policy.auto is None:
+        policy.auto = recorded_auto
+    if policy.auto and recorded_auto and record:
+        policy.target = float(record.get("target", policy.target))
+        policy.min_seeds = int(record.get("min_seeds", policy.min_seeds))
+        if policy.max_seeds is None:
+            policy.max_seeds = int(record.get("max_seeds") or seeding.AUTO_MAX_SEEDS)
+    if policy.max_seeds is None:
+        policy.max_seeds = seeding.AUTO_MAX_SEEDS
+    stored = load_run_config(run_dir) if exists else None
+    if cfg is None:
+        if stored is None:
+            raise TwingapError("not a study run folder (no study.json)", run_dir)
+        cfg = stored
+        if record and record.get("mode") == "fixed" and record.get("asked"):
+            cfg.seeds = [int(s) for s in record["asked"]]
+    asked = list(cfg.seeds)
+    if policy.auto and stored is not None:
+        asked = [*stored.seeds, *(s for s in cfg.seeds if s not in stored.seeds)]
+    return cfg, policy, asked
+
+
+def _block_jobs(cfg: StudyConfig, seed: int) -> list[str]:
+    return [Job(c, seed).id for c in cfg.conditions]
+
+
+def _run_blocks(
+    run_dir: Path,
+    cfg: StudyConfig,
+    asked: list[int],
+    policy: SeedPolicy,
+    executor: Any,
+    progress: bool,
+    echo: Callable[[str], None] | None,
+    started: float,
+    results: list[dict],
+) -> dict[str, Any]:
+    """Run seed blocks one after the other as ``policy`` says; returns the ``seeds.json`` record.
+
+    Appends the executor's job summaries to ``results``. See :mod:`twingap.study.seeding`.
+    """
+    say = echo or (lambda _line: None)
+    budget = policy.budget_s
+    finished: list[int] = []
+    blocks: list[dict[str, Any]] = []
+    proj: dict[str, Any] | None = None
+    proj_for: tuple[int, ...] | None = None
+    per_job: float | None = None  # wall seconds per job of the last block run in this invocation
+    stop, detail, unfinished = "complete", "", None
+    shared_ready = False
+    deadline_set = False
+
+    def project() -> dict[str, Any] | None:
+        nonlocal proj, proj_for
+        if proj_for != tuple(finished) and len(finished) >= 2:
+            cfg.seeds = list(finished)
+            init_run(run_dir, cfg)
+            proj, proj_for = seeding.projection_of_run(run_dir, policy.target), tuple(finished)
+        return proj
+
+    def candidates():
+        yield from asked
+        if policy.auto:
+            k = max(asked, default=-1) + 1
+            while True:
+                yield k
+                k += 1
+
+    for seed in candidates():
+        jobs_dir = run_dir / "jobs"
+        pending = [j for j in _block_jobs(cfg, seed) if not (jobs_dir / j / "manifest.json").is_file()]
+        if policy.auto:
+            if pending and len(finished) >= policy.min_seeds:
+                p = project()
+                if p is not None and p["tau"] >= policy.target:
+                    stop = "target"
+                    break
+            if len(finished) >= policy.max_seeds:
+                stop = "cap"
+                break
+        if pending and budget is not None:
+            elapsed = seeding.now() - started
+            if elapsed >= budget:
+                stop, unfinished = "budget", seed
+                break
+            if per_job is not None and elapsed + per_job * len(pending) > budget:
+                stop, unfinished = "budget", seed
+                detail = f"the next block would take about {seeding.minutes(per_job * len(pending))}"
+                break
+        cfg.seeds = [*finished, seed]
+        init_run(run_dir, cfg)
+        if budget is not None and not deadline_set:
+            seeding.set_deadline(run_dir, started + budget, policy.budget_label)
+            deadline_set = True
+        ran: list[dict] = []
+        if pending and not shared_ready:  # once, before the first block's jobs (not timed with them)
+            prepare_shared(run_dir, cfg, load_stages(cfg.stages))
+            shared_ready = True
+        t_block = seeding.now()
+        if pending:
+            ran = executor.run(run_dir, pending, progress=progress)
+            results.extend(ran)
+        seconds = seeding.now() - t_block
+        n_ran = sum(r["status"] not in ("deferred", "skipped") for r in ran)
+        if n_ran:
+            per_job = seconds / n_ran
+        states = {s.id: s.state for s in job_states(run_dir)}
+        ids = _block_jobs(cfg, seed)
+        left = [j for j in ids if states.get(j) in ("left", "running")]
+        failed = [j for j in ids if states.get(j) == "failed"]
+        block = {"seed": seed, "seconds": round(seconds, 1), "jobs_run": n_ran, "left": len(left)}
+        if pending:
+            blocks.append(block)
+        if left:
+            unfinished = seed
+            passed = budget is not None and seeding.now() - started >= budget
+            stop = "budget" if passed else "unfinished"
+            if not passed:
+                detail = f"seed {seed}'s block did not finish ({len(left)} job(s) left or running elsewhere)"
+            break
+        finished.append(seed)
+        if pending:
+            say(
+                f"seed block {len(finished)} (seed {seed}): {n_ran} job(s) in {seeding.minutes(seconds)}"
+                + (f", {len(failed)} failed" if failed else "")
+            )
+        if failed and policy.auto:
+            stop = "failed"
+            detail = f"{len(failed)} job(s) of seed {seed}'s block failed ({', '.join(failed)})"
+            detail += "; rerun to retry"
+            break
+        if policy.auto and pending and len(finished) >= 2:
+            p = project()
+            block["projected_tau"] = None if p is None else round(p["tau"], 3)
+            say(f"  seeds {finished}: {seeding.projection_text(p)}")
+    if policy.auto and stop != "target":
+        project()
+    cfg.seeds = list(finished) if finished else [unfinished if unfinished is not None else asked[0]]
+    init_run(run_dir, cfg)
+    message = _stop_message(stop, policy, finished, asked, proj, detail)
+    return {
+        "mode": "auto" if policy.auto else "fixed",
+        "asked": None if policy.auto else asked,
+        "target": policy.target,
+        "min_seeds": policy.min_seeds,
+        "max_seeds": policy.max_seeds,
+        "budget": policy.budget_label or None,
+        "budget_seconds": budget,
+        "seeds": list(finished),
+        "unfinished": unfinished,
+        "blocks": blocks,
+        "projection": proj if proj_for == tuple(finished) else None,
+        "stopped": stop,
+        "message": message,
+    }
+
+
+def _stop_message(
+    stop: str,
+    policy: SeedPolicy,
+    finished: list[int],
+    asked: list[int],
+    proj: dict[str, Any] | None,
+    detail: str,
+) -> str:
+    """Why the study stopped, in one sentence (the terminal's and the report's status line)."""
+    n = len(finished)
+    seeds = f"{n} seed{'s' if n != 1 else ''}"
+    if proj is not None and policy.auto:
+        tau = f"projected tau {proj['tau']:.2f}"
+        need = proj["seeds_for_target"]
+        need_text = str(need) if need else f"more than {proj['max_seeds']}"
+        needs = f"tau {policy.target} needs {need_text} seeds per run"
+    else:
+        tau, needs = "", ""
+    if stop == "target" and proj is not None:
+        return f"stopped: {tau} >= {policy.target} with {seeds} ({proj['basis']})"
+    if stop == "cap":
+        got = f"{tau} < {policy.target} ({proj['basis']}; {needs})" if proj else "no projected tau"
+        return f"stopped at the cap of {policy.max_seeds} seeds: {got}"
+    if stop == "budget":
+        why = f"; {detail}" if detail else ""
+        if n == 0:
+            return (
+                f"stopped by the budget ({policy.budget_label}) before any seed block finished{why}: "
+                "no answer yet; rerun the same command to continue"
+            )
+        if policy.auto:
+            got = (
+                f"{tau} < {policy.target} ({proj['basis']}; {needs})"
+                if proj
+                else "no projected tau yet (it needs 2 seeds)"
+            )
+            return (
+                f"stopped by the budget ({policy.budget_label}) after {seeds}{why}: {got}; "
+                "rerun the same command to add seeds"
+            )
+        return (
+            f"stopped by the budget ({policy.budget_label}) after {n} of {len(asked)} seed blocks{why}: "
+            "fewer seeds than asked; rerun the same command to continue"
+        )
+    if stop in ("failed", "unfinished"):
+        return f"stopped after {seeds}: {detail}"
+    if policy.budget_s is not None:
+        return f"all {n} seed blocks finished within the budget ({policy.budget_label})"
+    return ""

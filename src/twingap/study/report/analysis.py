@@ -19,6 +19,7 @@ from twingap.study.config import StudyConfig
 from twingap.study.cost import FixItem, artist_hours, rank_fixes
 from twingap.study.replication import split_half
 from twingap.study.runner import IOU_TYPES, STAGES, job_states, load_run_config, scored_categories
+from twingap.study.seeding import read_record
 from twingap.study.stages import Stages, load_stages
 from twingap.study.stats import (
     ConditionResult,
@@ -71,6 +72,9 @@ class StudyResults:
     category_names: dict[int, str] = field(default_factory=dict)
     #: Test set -> its annotated categories that no trained model scores (listed, not scored).
     not_scored: dict[str, list[str]] = field(default_factory=dict)
+    #: How the study's seeds came about (``seeds.json``, see :mod:`twingap.study.seeding`): the seed
+    #: policy, the seeds asked and finished, why the last invocation stopped; None if not recorded.
+    seeding: dict[str, Any] | None = None
 
     def get(self, test_set: str, iou: str, cond: str) -> ConditionResult | None:
         """The result of one condition on one test set and IoU type."""
@@ -137,6 +141,7 @@ def collect(run_dir: str | Path) -> StudyResults:
         machines=_machines(jobs),
         category_names=category_names(run_dir),
         not_scored={ts.name: not_scored(run_dir, ts.name) for ts in cfg.test_sets},
+        seeding=read_record(run_dir),
     )
 
 
@@ -382,3 +387,12 @@ def adjusted_note(res: StudyResults) -> str:
         f"{pct} interval. The clean AP's interval is a plain {pct} interval. results/summary.csv has both "
         "(delta_lo, delta_hi: per comparison; delta_adj_lo, delta_adj_hi: Holm-adjusted)."
     )
+
+
+def stop_note(res: StudyResults) -> str:
+    """Why the study stopped with the seeds it has, as one sentence ("" when it ran as asked).
+
+    E.g. ``stopped: projected tau 0.72 >= 0.7 with 6 seeds (...)`` or ``stopped by the budget (30m)
+    after 2 of 3 seed blocks: fewer seeds than asked; ...`` (see :mod:`twingap.study.seeding`).
+    """
+    return str((res.seeding or {}).get("message") or "")

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from twingap.io import dumps_json, write_text_atomic
 from twingap.provenance import float_fingerprint
-from twingap.study.report.analysis import PRIMARY_IOU, StudyResults, adjusted_note, interval_note, noise_note
+from twingap.study.report.analysis import (
+    PRIMARY_IOU,
+    StudyResults,
+    adjusted_note,
+    interval_note,
+    noise_note,
+    stop_note,
+)
 from twingap.study.report.figures import real_frames, training_samples
 from twingap.study.report.style import category_names, color, fmt
 from twingap.study.report.tables import (
@@ -45,6 +52,7 @@ body { margin:0; font: 15px/1.5 -apple-system, "Segoe UI", Roboto, "Helvetica Ne
 header { background: linear-gradient(120deg, #1d2330, #2f3d5c); color:#fff; padding:28px 40px 22px; }
 header h1 { margin:0 0 4px; font-size:26px; letter-spacing:.2px; }
 header p { margin:0; color:#c9d1e4; }
+header p.status { margin-top:6px; color:#ffd58a; }
 main { max-width: 1320px; margin: 0 auto; padding: 22px 40px 60px; }
 section { background:#fff; border:1px solid var(--line); border-radius:12px; padding:18px 22px; margin:18px 0; }
 h2 { font-size:19px; margin:0 0 10px; } h3 { font-size:15px; margin:14px 0 6px; }
@@ -118,7 +126,9 @@ def _head(res: StudyResults) -> str:
         f"<style>{CSS}</style></head><body>"
         "<header><h1>How much does each 3D-asset flaw cost a detector trained on digital twins?</h1>"
         f"<p>twingap study <b>{e(cfg.name)}</b> · {e(design_line(res))} · "
-        f"Mask R-CNN trained on synthetic twins, scored on real frames · {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p></header><main>"
+        f"Mask R-CNN trained on synthetic twins, scored on real frames · {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>"
+        + (f"<p class='status'><b>{e(stop_note(res))}</b></p>" if stop_note(res) else "")
+        + "</header><main>"
     )
 
 

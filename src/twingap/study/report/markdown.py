@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from twingap.io import write_text_atomic
-from twingap.study.report.analysis import PRIMARY_IOU, StudyResults, adjusted_note, interval_note, noise_note
+from twingap.study.report.analysis import (
+    PRIMARY_IOU,
+    StudyResults,
+    adjusted_note,
+    interval_note,
+    noise_note,
+    stop_note,
+)
 from twingap.study.report.style import category_names, fmt
 from twingap.study.report.tables import (
     Diff,
@@ -174,6 +181,8 @@ def write_markdown(res: StudyResults) -> Path:
     """Write ``report.md``: the same numbers as the HTML, as text."""
     cfg = res.cfg
     lines = [f"# twingap study: {cfg.name}", ""]
+    if stop_note(res):
+        lines += [f"**{stop_note(res)}**", ""]
     if res.fake:
         lines += ["> **FAKE stages: every number below is synthetic (pipeline test). Not results.**", ""]
     lines += [
