@@ -581,7 +581,7 @@ def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any
     if (final / "manifest.json").is_file():
         return _skipped(job_id)
     if deadline_passed(run_dir):  # a budgeted study's time is spent: start nothing, resume later
-        return {"id": job_id, "status": "deferred", "seconds": 0.0, "error": "the budget is spent"}
+        return _deferred(job_id)
     cfg = load_run_config(run_dir)
     partial = jobs_dir / f"{job_id}.partial"
     partial.mkdir(parents=True, exist_ok=True)
@@ -623,6 +623,11 @@ def _record_failure(
     return {"id": job_id, "status": "failed", "seconds": time.perf_counter() - t_start, "error": err}
 
 
+def _deferred(job_id: str) -> dict[str, Any]:
+    """The summary of a job not started because the study's budget is spent (it resumes later)."""
+    return {"id": job_id, "status": "deferred", "seconds": 0.0, "error": "the budget is spent"}
+
+
 def _skipped(job_id: str) -> dict[str, Any]:
     return {"id": job_id, "status": "skipped", "seconds": 0.0, "error": None}
 
@@ -650,7 +655,7 @@ def run_job_group(run_dir: str | Path, job_ids: list[str], log: bool = True) -> 
     if not todo:
         return [out[j] for j in job_ids]
     if deadline_passed(run_dir):  # a budgeted study's time is spent: start nothing, resume later
-        out.update({j: {"id": j, "status": "deferred", "seconds": 0.0, "error": "the budget is spent"} for j in todo})
+        out.update({j: _deferred(j) for j in todo})
         return [out[j] for j in job_ids]
     cfg = load_run_config(run_dir)
     stages = load_stages(cfg.stages)
