@@ -23,6 +23,7 @@ recorded (configuration, twingap version, test sets, training settings).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import asdict, dataclass, field
@@ -117,16 +118,17 @@ def input_hashes(cfg: StudyConfig) -> dict[str, Any]:
 
     Returns:
         ``{"frames": hash of the twinned videos' frames, "models": hash of the model library folder,
-        "twingap": version}``; a hash is None where its folder does not exist.
+        "twingap": version}``; a hash is None where its folder does not exist or cannot be read.
     """
     from twingap import __version__
 
-    models = cfg.models_root_path()
-    return {
-        "frames": frames_hash(cfg.frames_root_path(), list(cfg.twin_videos)),
-        "models": folder_hash(models) if models.is_dir() else None,
-        "twingap": __version__,
-    }
+    out: dict[str, Any] = {"frames": None, "models": None, "twingap": __version__}
+    with contextlib.suppress(OSError):  # unreadable: not recorded (and not compared)
+        out["frames"] = frames_hash(cfg.frames_root_path(), list(cfg.twin_videos))
+    with contextlib.suppress(OSError):
+        models = cfg.models_root_path()
+        out["models"] = folder_hash(models) if models.is_dir() else None
+    return out
 
 
 # ---------------------------------------------------------------------- the identity of a run
