@@ -288,6 +288,7 @@ def test_compare_runs_whose_scenes_differ_by_float_noise(tmp_path, capsys):
     scenes = _scenes(a)
     noisy = _perturbed(_scenes(b), 1e-15)
     assert scenes_hash(noisy) != scenes_hash(_scenes(b))  # the hash sees the last bits
+    noisy[3].background.color = (1, 0, 0)  # a median of inpainted pixels one level off
     _set_scenes(a, scenes)
     _set_scenes(b, noisy)
     code, out = _cli(["compare", a, b, "--json", str(tmp_path / "cmp.json")], capsys)
@@ -300,6 +301,7 @@ def test_compare_runs_whose_scenes_differ_by_float_noise(tmp_path, capsys):
     assert 0 < d["translation_m"] < 1e-14 and 0 < d["rotation_rad"] < 1e-13 and 0 < d["projection_px"] < 1e-10
     assert 0 < d["intrinsics_px"] < 1e-11 and d["other_relative"] < 1e-14
     assert d["files"] == 1 and d["files_differ"] == 0  # the background, found inside each run
+    assert d["colour_levels"] == 1 and "background colours differ by up to 1 levels" in out
     assert f"translation {d['translation_m']:.3g} m" in out
     assert res["share"] >= 0.9  # the replication check itself runs as before
 
@@ -392,3 +394,38 @@ def test_folder_hash_is_content_not_place(tmp_path):
     assert frames_hash(root, ["0000"]) == frames_hash(tmp_path / "copy", ["0000"])  # another video
     assert frames_hash(root, ["0000", "0001"]) != frames_hash(tmp_path / "copy", ["0000", "0001"])
     assert frames_hash(root, ["0002"]) is None
+
+
+def test_scene_difference_measures_the_files_the_scenes_name(tmp_path):
+    """Background meshes (vertices, metres) and inpainted images (levels), found inside each run."""
+    import trimesh
+    from PIL import Image
+
+    from twingap.render.scene import BackgroundSpec, save_scenes
+    from twingap.study.identity import SceneTolerance, scene_difference
+
+    def run(name: str, vertex_shift: float, rows: int) -> str:
+        root = tmp_path / name
+        scenes = _scenes(str(root), n=2)
+        env = root / "scenes" / "env" / "0000"
+        mesh = trimesh.creation.box((0.5, 0.5, 0.01))
+        mesh.vertices += vertex_shift
+        mesh.export(env / "background.glb")
+        img = np.asarray(Image.open(env / "background.png")).astype(int)
+        img[:rows] = np.clip(img[:rows] + 3, 0, 255)  # 3 levels brighter
+        Image.fromarray(img.astype(np.uint8)).save(env / "background.png")
+        scenes[1].background = BackgroundSpec("mesh", path=str(env / "background.glb"))
+        save_scenes(root / "scenes" / "train_scenes.json", scenes)
+        return str(root)
+
+    a = run("a", 0.0, 0)
+    d = scene_difference(a, run("b", 1e-7, 1))  # float32 vertices: 1e-7 m is a few ulps
+    assert d.files == 2 and d.files_differ == 2 and d.structure == []
+    assert 0 < d.mesh_m < 1e-6 and d.image_levels == 3 and 0 < d.image_mean_levels < 0.2
+    assert d.exceeded(SceneTolerance()) == []
+    far = scene_difference(a, run("c", 1e-3, 24))
+    assert far.mesh_m == pytest.approx(1e-3, rel=1e-3) and 2 < far.image_mean_levels <= 3
+    assert far.exceeded(SceneTolerance()) == [
+        f"background mesh vertices {far.mesh_m:.3g} m > 1e-06",
+        f"background images (mean) {far.image_mean_levels:.3g} 8-bit levels > 1",
+    ]

@@ -243,13 +243,17 @@ def _identity_lines(res: dict) -> list[str]:
         f"intrinsics {d['intrinsics_px']:.3g} px, projected object points {d['projection_px']:.3g} px, "
         f"other floats {d['other_relative']:.3g} relative"
     )
+    if d["colour_levels"]:
+        lines.append(f"  background colours differ by up to {d['colour_levels']:g} levels")
     if d["files"]:
         lines.append(
             f"  files the scenes name: {d['files_differ']} of {d['files']} differ in bytes "
-            f"(images by {d['image_levels']:g} levels, meshes by {d['mesh_m']:.3g} m)"
+            f"(images by up to {d['image_levels']:g} levels, {d['image_mean_levels']:.3g} on average; "
+            f"meshes by {d['mesh_m']:.3g} m)"
         )
     lines.append(
         f"  within the tolerance ({tol['geometry']:g} m / rad / px, other floats {tol['relative']:g} "
-        f"relative, images {tol['image_levels']} level): float noise of another machine, the same study"
+        f"relative, images {tol['image_mean_levels']:g} level on average): float noise of another machine, "
+        "the same study"
     )
     return lines

@@ -12,9 +12,9 @@ numpy, another CPU) writes scenes that differ in the last bits of their floats, 
 largest difference of any camera or object pose (translation in metres, rotation as an angle in
 radians and as the largest matrix entry), of the intrinsics (pixels), of the projections of
 points around each object (pixels), of every other float (lights, ambient, camera response;
-relative) and of the files the scenes name (background images in 8-bit levels, background
-meshes' vertices in metres). ``twingap compare`` accepts the two runs when every figure is
-within :class:`SceneTolerance`.
+relative) and of the files the scenes name (background images in 8-bit levels: largest and mean
+difference; background meshes' vertices in metres). ``twingap compare`` accepts the two runs
+when every figure is within :class:`SceneTolerance`.
 
 The identity's input hashes are recorded in ``scenes/manifest.json`` (``"identity"``) when a
 study builds its scenes; runs made before that have none, and their identity is what they
@@ -261,12 +261,16 @@ class SceneTolerance:
         relative: Every other float (lights, ambient, camera response), relative to
             ``max(1, |value|)``. These are written rounded to 6 decimals, so float noise at a
             rounding boundary flips the last digit (1e-6): 1e-5 accepts that flip.
-        image_levels: Background images, 8-bit levels (1: a rounding flip).
+        image_mean_levels: Background images (inpainted real frames): their mean absolute
+            difference, 8-bit levels; also the largest difference of the integer background
+            colours (a median of those pixels). Inpainting (OpenCV's Telea) computes in floats, so
+            another build may move a few inpainted pixels by a few levels; another frame moves the
+            mean by tens of levels.
     """
 
     geometry: float = 1e-6
     relative: float = 1e-5
-    image_levels: int = 1
+    image_mean_levels: float = 1.0
 
 
 @dataclass
@@ -285,6 +289,8 @@ class SceneDiff:
     files: int = 0
     files_differ: int = 0
     image_levels: float = 0.0
+    image_mean_levels: float = 0.0
+    colour_levels: float = 0.0
     mesh_m: float = 0.0
     structure: list[str] = field(default_factory=list)
     worst_scene: str = ""  # the scene of the largest projection difference
@@ -298,7 +304,8 @@ class SceneDiff:
             ("intrinsics", self.intrinsics_px, g, "px"),
             ("background mesh vertices", self.mesh_m, g, "m"),
             (f"other floats ({self.other_at})", self.other_relative, tol.relative, "relative"),
-            ("background images", self.image_levels, tol.image_levels, "8-bit levels"),
+            ("background images (mean)", self.image_mean_levels, tol.image_mean_levels, "8-bit levels"),
+            ("background colours", self.colour_levels, tol.image_mean_levels, "8-bit levels"),
         ]
         return [f"{name} {v:.3g} {unit} > {t:g}" for name, v, t, unit in checks if v > t]
 
@@ -327,6 +334,12 @@ def _locate(path: str, run_dir: Path, cache: dict[str, str | None]) -> str | Non
     return cache[path]
 
 
+def _is_colour(where: str) -> bool:
+    """Whether a walked JSON location is an 8-bit colour (``background.color[0]``, ``background_rgb``)."""
+    key = where.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+    return key.endswith(("color", "colour", "rgb"))
+
+
 class _Walker:
     """Compares two scene sets' JSON (see :func:`scene_difference`)."""
 
@@ -347,7 +360,9 @@ class _Walker:
                 self.struct(where, f"{a!r} against {b!r}")
         elif isinstance(a, (int, float)) and isinstance(b, (int, float)):
             if isinstance(a, int) and isinstance(b, int):
-                if a != b:
+                if _is_colour(where):  # 8-bit colours (a median of inpainted pixels): levels
+                    self.d.colour_levels = max(self.d.colour_levels, float(abs(a - b)))
+                elif a != b:
                     self.struct(where, f"{a} against {b}")
                 return
             rel = abs(a - b) / max(1.0, abs(a), abs(b))
@@ -465,7 +480,9 @@ class _Walker:
                     if ia.shape != ib.shape:
                         self.struct(where, f"image {Path(fa).name} of another size")
                         continue
-                    self.d.image_levels = max(self.d.image_levels, float(np.abs(ia - ib).max()))
+                    diff = np.abs(ia - ib)
+                    self.d.image_levels = max(self.d.image_levels, float(diff.max()))
+                    self.d.image_mean_levels = max(self.d.image_mean_levels, float(diff.mean()))
                 elif ext in _MESH_EXT:
                     import trimesh
 
