@@ -323,7 +323,8 @@ def test_compare_refuses_scenes_a_millimetre_apart_and_says_by_how_much(tmp_path
     other[2].objects[0].model = "025_mug"
     _set_scenes(b, other)
     code, out = _cli(["compare", a, b], capsys)
-    assert code == 2 and "another study: its training scenes differ" in out and "025_mug" in out
+    assert code == 2 and "training scenes differ in content, not only in float noise" in out, out
+    assert "objects[0].model: '011_banana' against '025_mug'" in out
 
 
 def test_compare_refuses_other_inputs_naming_them(tmp_path, capsys):

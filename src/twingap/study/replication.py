@@ -342,7 +342,9 @@ def compare_runs(
         sd = scene_difference(run_a, run_b)
         if sd.structure:
             raise TwingapError(
-                f"{run_b} is another study: its training scenes differ ({'; '.join(sd.structure[:2])})", run_a
+                f"{run_b}: same configuration and inputs, but its training scenes differ in content, "
+                f"not only in float noise ({'; '.join(sd.structure[:2])})",
+                run_a,
             )
         over = sd.exceeded(tol)
         if over:
