@@ -430,3 +430,23 @@ def test_scene_difference_measures_the_files_the_scenes_name(tmp_path):
         f"background mesh vertices {far.mesh_m:.3g} m > 1e-06",
         f"background images (mean) {far.image_mean_levels:.3g} 8-bit levels > 1",
     ]
+
+
+def test_config_identity_leaves_out_seeds_and_what_does_not_change_the_recipe():
+    from twingap.study.config import load_study_config
+    from twingap.study.identity import config_identity, identity_differences
+
+    base = load_study_config(None, "quick")
+    ident = config_identity(base.to_dict())
+    other = load_study_config(None, "quick")
+    other.seeds, other.conditions = [7, 8], ["clean", "noise-3"]
+    other.executor.workers, other.stats.ci = 12, 0.9
+    other.train.overrides = {"threads": 4, "device": "cuda", "iterations": ident["train"]["iterations"]}
+    other.frames_root = "/elsewhere/ycbv_real_frames"  # enters as the frames' content hash
+    assert config_identity(other.to_dict()) == ident
+    other.train.overrides = {"lr": 0.05}
+    other.scenes.twin_views = 5
+    a = {"config": ident, "frames": None, "models": None, "twingap": "0.1.0", "test_sets": {"t": "h"}}
+    b = {**a, "config": config_identity(other.to_dict())}
+    a["recipe"] = b["recipe"] = None
+    assert identity_differences(a, b) == ["its configuration differs (scenes.twin_views, train.lr)"]

@@ -146,21 +146,30 @@ def config_identity(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     (its default fills in).
     """
     from twingap.study.config import StudyConfig
-    from twingap.study.stages import load_stages
     from twingap.train.config import PRESETS
 
     try:
-        cfg = StudyConfig.from_dict(cfg_dict)
-        d = cfg.to_dict()
-        knobs = load_stages(cfg.stages).train_knobs
-        opts = {k: v for k, v in cfg.train.overrides.items() if k not in knobs}
-        train: Any = recipe_of(PRESETS[cfg.train.preset].replace(**opts).to_dict())
-    except (TwingapError, KeyError, TypeError, ValueError):  # written by another version: as recorded
+        d = StudyConfig.from_dict(cfg_dict).to_dict()  # defaults filled in
+    except (TwingapError, TypeError, ValueError):  # written by another version: as recorded
         d = dict(cfg_dict)
-        train = d.get("train")
     out = {k: d.get(k) for k in CONFIG_KEYS}
-    out["train"] = train
+    train = d.get("train")
+    with contextlib.suppress(TwingapError, KeyError, TypeError, ValueError, AttributeError):
+        over = dict(train.get("overrides") or {})
+        knobs = set(_stage_knobs(str(d.get("stages")))) | {k for k in over if k.startswith("fake_")}
+        opts = {k: v for k, v in over.items() if k not in knobs}
+        out["train"] = recipe_of(PRESETS[train["preset"]].replace(**opts).to_dict())
     return out
+
+
+def _stage_knobs(stages: str) -> tuple[str, ...]:
+    """The ``[train] overrides`` keys that are knobs of the stages, not training settings."""
+    from twingap.study.stages import load_stages
+
+    try:
+        return tuple(load_stages(stages).train_knobs)
+    except TwingapError:
+        return ()
 
 
 def _recipe(run_dir: Path) -> dict[str, Any] | None:
