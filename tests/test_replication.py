@@ -319,6 +319,13 @@ def test_compare_refuses_scenes_a_millimetre_apart_and_says_by_how_much(tmp_path
     assert "in scene 'compose/0000/000004'" in out and " px apart" in out
     code, out = _cli(["compare", a, b, "--scene-tol", "0.002"], capsys)  # a looser tolerance accepts it
     assert code == 0 and "translation 0.001 m" in out, out
+    brighter = _scenes(b)
+    brighter[1].ambient += 0.01  # a calibration fit that moved: other floats, relative to max(1, |x|)
+    _set_scenes(b, brighter)
+    code, out = _cli(["compare", a, b], capsys)
+    assert code == 2 and "other floats (scene compose/0000/000001.ambient) 0.01 relative > 0.001" in out, out
+    code, out = _cli(["compare", a, b, "--float-tol", "0.02"], capsys)
+    assert code == 0 and "other floats 0.01 relative (scene compose/0000/000001.ambient)" in out, out
     other = _scenes(b)
     other[2].objects[0].model = "025_mug"
     _set_scenes(b, other)

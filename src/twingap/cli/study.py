@@ -156,19 +156,26 @@ def compare(
     scene_tol: Annotated[
         float,
         typer.Option(
-            help="Largest accepted difference of the two runs' derived training scenes: poses and "
-            "background meshes in metres / radians, intrinsics in pixels (other floats: 10x, relative)."
+            help="Largest accepted difference of the two runs' derived training scenes' geometry: poses "
+            "and background meshes in metres / radians, intrinsics in pixels."
         ),
     ] = 1e-6,
+    float_tol: Annotated[
+        float,
+        typer.Option(
+            help="Largest accepted difference of the scenes' other floats (lights, ambient, fitted camera "
+            "response), relative to max(1, |value|)."
+        ),
+    ] = 1e-3,
 ) -> None:
     """Do two runs of one study agree? Per condition and test set, the share that agree, Kendall tau.
 
     The runs must be of one study: same configuration (seeds aside), same frames, model library,
     test sets' ground truth and twingap version. Their training scenes, derived by float arithmetic,
     may differ in the last bits (another machine): how far is measured and printed, and must be
-    within --scene-tol. Two estimates agree when their difference is within t(df) x their combined
-    training-noise standard error (the scene part is shared: same frames). Exit code 0 whatever
-    the verdict.
+    within --scene-tol and --float-tol. Two estimates agree when their difference is within
+    t(df) x their combined training-noise standard error (the scene part is shared: same frames).
+    Exit code 0 whatever the verdict.
     """
     import math
 
@@ -179,9 +186,10 @@ def compare(
 
     if not 0.5 <= ci < 1:
         raise TwingapError(f"--ci must be in [0.5, 1), got {ci}")
-    if not (math.isfinite(scene_tol) and scene_tol >= 0):
-        raise TwingapError(f"--scene-tol must be a non-negative number, got {scene_tol}")
-    res = compare_runs(run_a, run_b, ci, SceneTolerance(geometry=scene_tol, relative=10 * scene_tol))
+    for name, v in (("--scene-tol", scene_tol), ("--float-tol", float_tol)):
+        if not (math.isfinite(v) and v >= 0):
+            raise TwingapError(f"{name} must be a non-negative number, got {v}")
+    res = compare_runs(run_a, run_b, ci, SceneTolerance(geometry=scene_tol, relative=float_tol))
     if res["fake"]:
         typer.echo("FAKE stages: synthetic numbers (pipeline test), not results")
     typer.echo(f"A: {run_a} (seeds {res['seeds_a']})   B: {run_b} (seeds {res['seeds_b']})")
@@ -241,7 +249,7 @@ def _identity_lines(res: dict) -> list[str]:
         f"({d['n_objects']} objects): translation {d['translation_m']:.3g} m, "
         f"rotation {d['rotation_rad']:.3g} rad ({d['rotation_entry']:.3g} in a matrix entry), "
         f"intrinsics {d['intrinsics_px']:.3g} px, projected object points {d['projection_px']:.3g} px, "
-        f"other floats {d['other_relative']:.3g} relative"
+        f"other floats {d['other_relative']:.3g} relative" + (f" ({d['other_at']})" if d["other_at"] else "")
     )
     if d["colour_levels"]:
         lines.append(f"  background colours differ by up to {d['colour_levels']:g} levels")

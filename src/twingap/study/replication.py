@@ -348,10 +348,15 @@ def compare_runs(
             )
         over = sd.exceeded(tol)
         if over:
+            px = (
+                f"projected object points up to {sd.projection_px:.3g} px apart, "
+                f"in scene {sd.worst_scene!r}; "
+                if sd.projection_px > 0
+                else ""
+            )
             raise TwingapError(
                 f"{run_b}'s training scenes differ from these beyond the tolerance: {'; '.join(over)} "
-                f"(projected object points up to {sd.projection_px:.3g} px apart, in scene "
-                f"{sd.worst_scene!r}; see --scene-tol)",
+                f"({px}see --scene-tol, --float-tol)",
                 run_a,
             )
         scenes["difference"] = sd.to_dict()
