@@ -221,7 +221,7 @@ def _scenes(run: str, n: int = 6, seed: int = 0) -> list:
     from PIL import Image
     from scipy.spatial.transform import Rotation
 
-    from twingap.render.scene import BackgroundSpec, CameraSpec, ObjectSpec, SceneSpec
+    from twingap.render.scene import BackgroundSpec, CameraSpec, ObjectSpec, ResponseSpec, SceneSpec
 
     rng = np.random.default_rng(seed)
     bg = Path(run) / "scenes" / "env" / "0000" / "background.png"
@@ -242,6 +242,10 @@ def _scenes(run: str, n: int = 6, seed: int = 0) -> list:
             [ObjectSpec("011_banana", 10, pose(rng.uniform(-0.1, 0.1, 3))) for _ in range(3)],
             ambient=float(rng.uniform(0.8, 1.2)),
             background=BackgroundSpec("image", path=str(bg)),
+            response=ResponseSpec(  # as calibration fits it
+                color_matrix=[[0.26, 0.0002, 0.004], [-0.0039, 0.35, -0.0009], [0.0032, 0.0039, 0.45]],
+                tone=[[1.46025, -0.46025]] * 3,
+            ),
             seed=i,
         )
         for i in range(n)
@@ -289,6 +293,9 @@ def test_compare_runs_whose_scenes_differ_by_float_noise(tmp_path, capsys):
     noisy = _perturbed(_scenes(b), 1e-15)
     assert scenes_hash(noisy) != scenes_hash(_scenes(b))  # the hash sees the last bits
     noisy[3].background.color = (1, 0, 0)  # a median of inpainted pixels one level off
+    for s in noisy:  # a calibration fit moved by float noise: its coefficients trade off
+        s.response.tone = [[1.46025 + 7e-5, -0.46025 - 7e-5]] * 3
+        s.response.color_matrix[1][0] -= 1.3e-5
     _set_scenes(a, scenes)
     _set_scenes(b, noisy)
     code, out = _cli(["compare", a, b, "--json", str(tmp_path / "cmp.json")], capsys)
@@ -302,6 +309,8 @@ def test_compare_runs_whose_scenes_differ_by_float_noise(tmp_path, capsys):
     assert 0 < d["intrinsics_px"] < 1e-11 and d["other_relative"] < 1e-14
     assert d["files"] == 1 and d["files_differ"] == 0  # the background, found inside each run
     assert d["colour_levels"] == 1 and "background colours differ by up to 1 levels" in out
+    assert 0 < d["response_mean_levels"] < 0.1 < d["response_levels"] < 2, d  # steepest near black
+    assert "camera response (fitted by calibration) differs by" in out
     assert f"translation {d['translation_m']:.3g} m" in out
     assert res["share"] >= 0.9  # the replication check itself runs as before
 
@@ -326,6 +335,11 @@ def test_compare_refuses_scenes_a_millimetre_apart_and_says_by_how_much(tmp_path
     assert code == 2 and "other floats (scene compose/0000/000001.ambient) 0.01 relative > 0.001" in out, out
     code, out = _cli(["compare", a, b, "--float-tol", "0.02"], capsys)
     assert code == 0 and "other floats 0.01 relative (scene compose/0000/000001.ambient)" in out, out
+    recalibrated = _scenes(b)
+    recalibrated[0].response.tone = [[1.3, -0.3]] * 3  # another fit: the pixels change
+    _set_scenes(b, recalibrated)
+    code, out = _cli(["compare", a, b], capsys)
+    assert code == 2 and "camera response (mean)" in out and "8-bit levels > 0.1" in out, out
     other = _scenes(b)
     other[2].objects[0].model = "025_mug"
     _set_scenes(b, other)

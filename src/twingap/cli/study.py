@@ -163,8 +163,8 @@ def compare(
     float_tol: Annotated[
         float,
         typer.Option(
-            help="Largest accepted difference of the scenes' other floats (lights, ambient, fitted camera "
-            "response), relative to max(1, |value|)."
+            help="Largest accepted difference of the scenes' other floats (lights, ambient), relative "
+            "to max(1, |value|)."
         ),
     ] = 1e-3,
 ) -> None:
@@ -251,6 +251,11 @@ def _identity_lines(res: dict) -> list[str]:
         f"intrinsics {d['intrinsics_px']:.3g} px, projected object points {d['projection_px']:.3g} px, "
         f"other floats {d['other_relative']:.3g} relative" + (f" ({d['other_at']})" if d["other_at"] else "")
     )
+    if d["response_levels"]:
+        lines.append(
+            f"  camera response (fitted by calibration) differs by {d['response_mean_levels']:.3g} levels on "
+            f"average over radiances, {d['response_levels']:.3g} at most"
+        )
     if d["colour_levels"]:
         lines.append(f"  background colours differ by up to {d['colour_levels']:g} levels")
     if d["files"]:
@@ -261,7 +266,7 @@ def _identity_lines(res: dict) -> list[str]:
         )
     lines.append(
         f"  within the tolerance ({tol['geometry']:g} m / rad / px, other floats {tol['relative']:g} "
-        f"relative, images {tol['image_mean_levels']:g} level on average): float noise of another machine, "
-        "the same study"
+        f"relative, response {tol['response_mean_levels']:g} and images {tol['image_mean_levels']:g} level "
+        "on average): float noise of another machine, the same study"
     )
     return lines

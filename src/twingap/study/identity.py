@@ -63,6 +63,13 @@ CONFIG_KEYS = ("stages", "twin_videos", "scenes", "render", "train")
 _PROBE = np.array(
     [[0, 0, 0], [0.05, 0, 0], [-0.05, 0, 0], [0, 0.05, 0], [0, -0.05, 0], [0, 0, 0.05], [0, 0, -0.05]], float
 )
+#: Linear radiances at which two camera responses are compared: 0..10 per channel, denser near 0
+#: (the raster renderer's radiance: albedo times light intensity, up to ~10 with the calibrated lights).
+_RADIANCE = (np.linspace(0, 1, 17) ** 2 * 10.0)[
+    np.stack(np.meshgrid(*[np.arange(17)] * 3), -1).reshape(-1, 3)
+]
+#: Response fields whose effect is measured (in output levels) rather than compared as floats.
+_RESPONSE_CURVE = ("exposure", "white_balance", "gamma", "color_matrix", "tone")
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _MESH_EXT = (".glb", ".gltf", ".ply", ".obj", ".stl", ".off")
 
@@ -267,12 +274,15 @@ class SceneTolerance:
         geometry: Translations and mesh vertices in metres, rotations in radians, intrinsics in
             pixels. 1e-6 (a micrometre, a microradian) is ten orders of magnitude above float64
             noise (~1e-16 relative) and far below what changes a rendered pixel.
-        relative: Every other float (lights, ambient, camera response), as a difference relative
-            to ``max(1, |value|)``. Calibration fits these (colour matrix, tone curve, lights) and
-            amplifies float noise: the tiny preset's scenes built with numpy and OpenBLAS held to
-            AVX2 on the same machine moved tone-curve coefficients by 7.4e-5 and colour-matrix
-            entries by 2.6e-5 while every pose moved by under 1e-15. A tone coefficient off by
-            1e-3 moves a full-scale pixel by a quarter of an 8-bit level.
+        relative: Every other float (lights, ambient, sensor noise), as a difference relative to
+            ``max(1, |value|)``. Lights and ambient are fitted by calibration too and written
+            rounded to 6 decimals; 1e-3 leaves room for a fit that amplifies float noise.
+        response_mean_levels: The camera response (colour matrix, exposure, white balance,
+            gamma, tone curve): the mean difference of its output over a grid of radiances, 8-bit
+            levels. Calibration's fit amplifies float noise into these coefficients: the quick
+            preset's scenes built with numpy and OpenBLAS held to AVX2 moved a tone coefficient by
+            2.2e-4 (poses: at most 1.1e-15 m, 1.4e-15 rad) and the response's output by 0.0034
+            levels on average (0.75 at most); the two sample videos' calibrations differ by 17.
         image_mean_levels: Background images (inpainted real frames): their mean absolute
             difference, 8-bit levels; also the largest difference of the integer background
             colours (a median of those pixels). Inpainting (OpenCV's Telea) computes in floats, so
@@ -283,6 +293,7 @@ class SceneTolerance:
     geometry: float = 1e-6
     relative: float = 1e-3
     image_mean_levels: float = 1.0
+    response_mean_levels: float = 0.1
 
 
 @dataclass
@@ -303,6 +314,8 @@ class SceneDiff:
     image_levels: float = 0.0
     image_mean_levels: float = 0.0
     colour_levels: float = 0.0
+    response_levels: float = 0.0
+    response_mean_levels: float = 0.0
     mesh_m: float = 0.0
     structure: list[str] = field(default_factory=list)
     worst_scene: str = ""  # the scene of the largest projection difference
@@ -318,6 +331,7 @@ class SceneDiff:
             (f"other floats ({self.other_at})", self.other_relative, tol.relative, "relative"),
             ("background images (mean)", self.image_mean_levels, tol.image_mean_levels, "8-bit levels"),
             ("background colours", self.colour_levels, tol.image_mean_levels, "8-bit levels"),
+            ("camera response (mean)", self.response_mean_levels, tol.response_mean_levels, "8-bit levels"),
         ]
         return [f"{name} {v:.3g} {unit} > {t:g}" for name, v, t, unit in checks if v > t]
 
@@ -414,9 +428,46 @@ class _Walker:
         elif Path(a).is_file() and Path(b).is_file():
             self.files.setdefault((a, b), where)
 
+    def response(self, a: Any, b: Any, where: str) -> None:
+        """Two camera responses: their outputs' largest and mean difference on :data:`_RADIANCE` (levels).
+
+        Calibration fits the colour matrix and tone curve, and a fit amplifies float noise into its
+        coefficients (collinear terms trade off), so the response is judged by what it does to the
+        pixels: the mean over the radiance grid (the largest is reported; it sits where a channel's
+        value is near 0, where the gamma curve is steepest).
+        """
+        from twingap.render.response import response_float
+        from twingap.render.scene import ResponseSpec
+
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            self.walk(a, b, where)
+            return
+        curve_a = {k: a[k] for k in _RESPONSE_CURVE if k in a}
+        curve_b = {k: b[k] for k in _RESPONSE_CURVE if k in b}
+        self.walk(
+            {k: v for k, v in a.items() if k not in curve_a},
+            {k: v for k, v in b.items() if k not in curve_b},
+            where,
+        )
+        if set(curve_a) != set(curve_b):
+            self.struct(where, f"fields {sorted(set(curve_a) ^ set(curve_b))} in one run only")
+            return
+        if dumps_json(curve_a) == dumps_json(curve_b):
+            return
+        try:
+            ya = response_float(_RADIANCE, ResponseSpec(**curve_a))
+            yb = response_float(_RADIANCE, ResponseSpec(**curve_b))
+        except (TwingapError, TypeError, ValueError) as exc:
+            self.struct(where, f"a camera response that cannot be evaluated ({exc})")
+            return
+        diff = np.abs(ya - yb) * 255
+        self.d.response_levels = max(self.d.response_levels, float(diff.max()))
+        self.d.response_mean_levels = max(self.d.response_mean_levels, float(diff.mean()))
+
     def scene(self, a: dict, b: dict, where: str) -> None:
-        """One scene: poses, intrinsics and projections measured; the rest walked."""
+        """One scene: poses, intrinsics, projections and camera response measured; the rest walked."""
         a, b = dict(a), dict(b)
+        self.response(a.pop("response", None), b.pop("response", None), f"{where}.response")
         ca, cb = a.pop("camera", None), b.pop("camera", None)
         oa, ob = a.pop("objects", None), b.pop("objects", None)
         self.walk(a, b, where)
