@@ -11,9 +11,10 @@ numpy, another CPU) writes scenes that differ in the last bits of their floats, 
 ``scenes_hash`` differs. :func:`scene_difference` measures how far apart two scene sets are: the
 largest difference of any camera or object pose (translation in metres, rotation as an angle in
 radians and as the largest matrix entry), of the intrinsics (pixels), of the projections of
-points around each object (pixels), of every other float (lights, ambient, camera response;
-relative) and of the files the scenes name (background images in 8-bit levels: largest and mean
-difference; background meshes' vertices in metres). ``twingap compare`` accepts the two runs
+points around each object (pixels), of the camera response's output (8-bit levels: calibration
+fits it, and a fit amplifies float noise into its coefficients), of every other float (lights,
+ambient; relative) and of the files the scenes name (background images in 8-bit levels: largest
+and mean difference; background meshes' vertices in metres). ``twingap compare`` accepts the two runs
 when every figure is within :class:`SceneTolerance`.
 
 The identity's input hashes are recorded in ``scenes/manifest.json`` (``"identity"``) when a
@@ -298,7 +299,10 @@ class SceneTolerance:
 
 @dataclass
 class SceneDiff:
-    """How far two scene sets differ (see the module docstring); NaN: nothing of that kind compared."""
+    """How far two scene sets differ (see the module docstring); 0 where nothing of that kind differs.
+
+    ``structure`` lists the first differences that are not float noise (ids, models, counts, paths).
+    """
 
     n_scenes: int = 0
     n_objects: int = 0
