@@ -186,22 +186,48 @@ def compare(
         Path | None, typer.Option("--json", help="Also write the comparison as JSON to this file.")
     ] = None,
     ci: Annotated[float, typer.Option(help="Two-sided level of the agreement test.")] = 0.95,
+    scene_tol: Annotated[
+        float,
+        typer.Option(
+            help="Largest accepted difference of the two runs' derived training scenes' geometry: poses "
+            "and background meshes in metres / radians, intrinsics in pixels."
+        ),
+    ] = 1e-6,
+    float_tol: Annotated[
+        float,
+        typer.Option(
+            help="Largest accepted difference of the scenes' other floats (lights, ambient), relative "
+            "to max(1, |value|)."
+        ),
+    ] = 1e-3,
 ) -> None:
     """Do two runs of one study agree? Per condition and test set, the share that agree, Kendall tau.
 
-    Two estimates agree when their difference is within t(df) x their combined training-noise
-    standard error (the scene part is shared: same frames). Exit code 0 whatever the verdict.
+    The runs must be of one study: same configuration (seeds aside), same frames, model library,
+    test sets' ground truth and twingap version. Their training scenes, derived by float arithmetic,
+    may differ in the last bits (another machine): how far is measured and printed, and must be
+    within --scene-tol and --float-tol. Two estimates agree when their difference is within
+    t(df) x their combined training-noise standard error (the scene part is shared: same frames).
+    Exit code 0 whatever the verdict.
     """
+    import math
+
     from twingap.io import write_json_atomic
+    from twingap.study.identity import SceneTolerance
     from twingap.study.replication import agreement_to_dict, compare_runs
     from twingap.study.report import json_safe
 
     if not 0.5 <= ci < 1:
         raise TwingapError(f"--ci must be in [0.5, 1), got {ci}")
-    res = compare_runs(run_a, run_b, ci)
+    for name, v in (("--scene-tol", scene_tol), ("--float-tol", float_tol)):
+        if not (math.isfinite(v) and v >= 0):
+            raise TwingapError(f"{name} must be a non-negative number, got {v}")
+    res = compare_runs(run_a, run_b, ci, SceneTolerance(geometry=scene_tol, relative=float_tol))
     if res["fake"]:
         typer.echo("FAKE stages: synthetic numbers (pipeline test), not results")
     typer.echo(f"A: {run_a} (seeds {res['seeds_a']})   B: {run_b} (seeds {res['seeds_b']})")
+    for line in _identity_lines(res):
+        typer.echo(line)
     typer.echo(
         f"{'condition':<12} {'test set':<16} {'iou':<5} {'A':>7} {'B':>7} {'A-B':>7} {'+-thr':>6}  agree"
     )
@@ -231,3 +257,49 @@ def compare(
     if json_out is not None:
         write_json_atomic(json_out, json_safe(agreement_to_dict(res)))
         typer.echo(f"json: {json_out}")
+
+
+def _identity_lines(res: dict) -> list[str]:
+    """What identifies the compared study, and how far the two runs' derived training scenes differ."""
+    ida = res["identity"]["a"]
+    parts = [p for p in ("config", "frames", "models") if ida[p] and res["identity"]["b"][p]]
+    parts += ["test sets", "training recipe" if ida["recipe"] else ""]
+    version = f", twingap {ida['twingap']}" if ida["twingap"] else ""
+    lines = [f"same study: {', '.join(p for p in parts if p)}{version}"]
+    for side in ("a", "b"):
+        missing = res["identity"]["not_recorded"][side]
+        if missing:
+            lines.append(
+                f"  not recorded by {side.upper()} (made before twingap recorded them): {', '.join(missing)}"
+            )
+    sc = res["scenes"]
+    if sc["same_hash"]:
+        lines.append("training scenes: identical (same scenes_hash)")
+        return lines
+    d, tol = sc["difference"], sc["tolerance"]
+    lines.append(
+        f"training scenes: scenes_hash differs; largest difference over {d['n_scenes']} scenes "
+        f"({d['n_objects']} objects): translation {d['translation_m']:.3g} m, "
+        f"rotation {d['rotation_rad']:.3g} rad ({d['rotation_entry']:.3g} in a matrix entry), "
+        f"intrinsics {d['intrinsics_px']:.3g} px, projected object points {d['projection_px']:.3g} px, "
+        f"other floats {d['other_relative']:.3g} relative" + (f" ({d['other_at']})" if d["other_at"] else "")
+    )
+    if d["response_levels"]:
+        lines.append(
+            f"  camera response (fitted by calibration) differs by {d['response_mean_levels']:.3g} levels on "
+            f"average over radiances, {d['response_levels']:.3g} at most"
+        )
+    if d["colour_levels"]:
+        lines.append(f"  background colours differ by up to {d['colour_levels']:g} levels")
+    if d["files"]:
+        lines.append(
+            f"  files the scenes name: {d['files_differ']} of {d['files']} differ in bytes "
+            f"(images by up to {d['image_levels']:g} levels, {d['image_mean_levels']:.3g} on average; "
+            f"meshes by {d['mesh_m']:.3g} m)"
+        )
+    lines.append(
+        f"  within the tolerance ({tol['geometry']:g} m / rad / px, other floats {tol['relative']:g} "
+        f"relative, response {tol['response_mean_levels']:g} and images {tol['image_mean_levels']:g} level "
+        "on average): float noise of another machine, the same study"
+    )
+    return lines

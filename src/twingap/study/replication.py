@@ -33,9 +33,15 @@ from typing import Any
 import numpy as np
 from scipy import stats as _st
 
-from twingap.data.coco import gt_content_hash
 from twingap.errors import TwingapError
 from twingap.io import read_json
+from twingap.study.identity import (
+    SceneTolerance,
+    identity_differences,
+    not_recorded,
+    scene_difference,
+    study_identity,
+)
 from twingap.study.stats import ConditionResult, kendall_tau
 
 
@@ -298,58 +304,62 @@ def _run_rows(run_dir: Path) -> tuple[dict[str, Any], dict[tuple[str, str, str],
     return stats, rows
 
 
-def study_identity(run_dir: Path) -> dict[str, Any]:
-    """What must be equal for two runs to be runs of the same study.
-
-    The training scenes (hash), the test sets' ground truth (its content: two checkouts of the same
-    data at other paths are the same test set), and the training recipe: the settings
-    of a trained job (defaults filled in, so a run made before a new setting existed compares
-    equal where it used that setting's default) without its seed. None where no job has trained.
-    """
-    run_dir = Path(run_dir)
-    scenes = run_dir / "scenes" / "manifest.json"
-    if not scenes.is_file():
-        raise TwingapError("not a study run folder (no scenes/manifest.json)", run_dir)
-    tests = {gt.parent.name: gt_content_hash(gt) for gt in sorted((run_dir / "testsets").glob("*/gt.json"))}
-    return {
-        "scenes_hash": read_json(scenes).get("scenes_hash"),
-        "test_sets": tests,
-        "recipe": _recipe(run_dir),
-    }
-
-
-def _recipe(run_dir: Path) -> dict[str, Any] | None:
-    """The training settings of the run's first trained job, without the seed (None for fake jobs)."""
-    for cfg_path in sorted((run_dir / "jobs").glob("*/model/config.json")):
-        from twingap.train.config import TrainConfig
-
-        d = TrainConfig.from_dict(read_json(cfg_path)).to_dict()
-        d.pop("seed", None)
-        return d
-    return None
-
-
-def compare_runs(run_a: str | Path, run_b: str | Path, ci: float = 0.95) -> dict[str, Any]:
+def compare_runs(
+    run_a: str | Path, run_b: str | Path, ci: float = 0.95, tol: SceneTolerance | None = None
+) -> dict[str, Any]:
     """Replication check of two runs of the same study (``twingap compare``).
+
+    Two runs are of one study when their identities (:func:`twingap.study.identity.study_identity`:
+    configuration without seeds, input content hashes, twingap version, test sets' ground truth,
+    training recipe) agree in every part both recorded. Their derived training scenes may still
+    differ in the last bits of their floats (another machine): when the scenes hashes differ, how
+    far the scenes differ is measured (:func:`~twingap.study.identity.scene_difference`) and must
+    be within ``tol``.
+
+    Returns:
+        As :func:`compare_estimates`, plus ``projection``, ``seeds_a``/``seeds_b``, ``run_a``/``run_b``,
+        ``fake``, ``identity`` (``{"a", "b", "not_recorded": {"a": [...], "b": [...]}}``) and
+        ``scenes``: ``{"same_hash": bool, "difference": SceneDiff dict or None, "tolerance"}``.
 
     Raises:
         TwingapError: A folder is not a finished study run, or the two are different studies
-            (other training scenes or other test frames).
+            (the message names what differs, or the measured scene difference above ``tol``).
     """
+    tol = tol or SceneTolerance()
     run_a, run_b = Path(run_a), Path(run_b)
     id_a, id_b = study_identity(run_a), study_identity(run_b)
-    if id_a["scenes_hash"] != id_b["scenes_hash"]:
-        raise TwingapError(f"{run_b} is another study: its training scenes differ (scenes_hash)", run_a)
-    for ts in sorted(set(id_a["test_sets"]) & set(id_b["test_sets"])):
-        if id_a["test_sets"][ts] != id_b["test_sets"][ts]:
-            raise TwingapError(f"{run_b} is another study: test set {ts!r} has other frames", run_a)
-    if not set(id_a["test_sets"]) & set(id_b["test_sets"]):
-        raise TwingapError(f"{run_b} is another study: no test set in common", run_a)
-    if id_a["recipe"] and id_b["recipe"] and id_a["recipe"] != id_b["recipe"]:
-        keys = sorted(k for k in id_a["recipe"] if id_a["recipe"][k] != id_b["recipe"].get(k))
-        raise TwingapError(
-            f"{run_b} is another study: its models trained with other settings ({keys})", run_a
-        )
+    diffs = identity_differences(id_a, id_b)
+    if diffs:
+        raise TwingapError(f"{run_b} is another study: {'; '.join(diffs)}", run_a)
+    scenes: dict[str, Any] = {
+        "same_hash": id_a["scenes_hash"] == id_b["scenes_hash"],
+        "difference": None,
+        "tolerance": asdict(tol),
+    }
+    if not scenes["same_hash"]:
+        if not all((r / "scenes" / "train_scenes.json").is_file() for r in (run_a, run_b)):
+            raise TwingapError(f"{run_b} is another study: its training scenes differ (scenes_hash)", run_a)
+        sd = scene_difference(run_a, run_b)
+        if sd.structure:
+            raise TwingapError(
+                f"{run_b}: same configuration and inputs, but its training scenes differ in content, "
+                f"not only in float noise ({'; '.join(sd.structure[:2])})",
+                run_a,
+            )
+        over = sd.exceeded(tol)
+        if over:
+            px = (
+                f"projected object points up to {sd.projection_px:.3g} px apart, "
+                f"in scene {sd.worst_scene!r}; "
+                if sd.projection_px > 0
+                else ""
+            )
+            raise TwingapError(
+                f"{run_b}'s training scenes differ from these beyond the tolerance: {'; '.join(over)} "
+                f"({px}see --scene-tol, --float-tol)",
+                run_a,
+            )
+        scenes["difference"] = sd.to_dict()
     stats_a, a = _run_rows(run_a)
     stats_b, b = _run_rows(run_b)
     res = compare_estimates(a, b, ci)
@@ -358,6 +368,12 @@ def compare_runs(run_a: str | Path, run_b: str | Path, ci: float = 0.95) -> dict
     res["seeds_b"] = sorted({n for n in _seeds(stats_b)})
     res["run_a"], res["run_b"] = str(run_a), str(run_b)
     res["fake"] = bool(stats_a.get("fake") or stats_b.get("fake"))
+    res["identity"] = {
+        "a": id_a,
+        "b": id_b,
+        "not_recorded": {"a": not_recorded(id_a), "b": not_recorded(id_b)},
+    }
+    res["scenes"] = scenes
     return res
 
 

@@ -45,6 +45,7 @@ from twingap.io import dumps_json, read_json, sha256_bytes, write_json_atomic, w
 from twingap.provenance import machine_info, package_versions
 from twingap.study import seeding
 from twingap.study.config import StudyConfig, config_to_toml, validate
+from twingap.study.identity import input_hashes
 from twingap.study.seeding import SeedPolicy, deadline_passed
 from twingap.study.stages import Stages, TrainFailed, load_stages
 
@@ -215,6 +216,7 @@ def prepare_shared(run_dir: str | Path, cfg: StudyConfig, stages: Stages | None 
         info = stages.prepare_scenes(cfg, scenes_dir)
         info["seconds"] = time.perf_counter() - t0
         info.update(stages=stages.name, versions=package_versions(), seed=cfg.scenes.seed)
+        info["identity"] = input_hashes(cfg)  # what `twingap compare` identifies the study by
         write_json_atomic(man_path, info)
     out: dict[str, Any] = {"scenes": read_json(man_path), "testsets": {}}
     for ts in cfg.test_sets:
