@@ -296,6 +296,108 @@ def test_ray_missing_gives_clear_error(monkeypatch, tmp_path, capsys):
     assert "pip install 'twingap[ray]'" in capsys.readouterr().err
 
 
+def _closed_loopback_port() -> int:
+    """A loopback port with nothing listening (bound once by the OS, then released)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fake_ray(monkeypatch) -> list:
+    """Stand in for the ray module (installed or not), recording ray.init calls: Ray never starts."""
+    import types
+
+    calls: list = []
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: False
+    fake.init = lambda **kw: calls.append(kw)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    return calls
+
+
+@pytest.mark.parametrize("form", ["127.0.0.1:{port}", "ray://127.0.0.1:{port}"])
+def test_ray_wrong_address_fails_fast_before_ray_init(form, monkeypatch, tmp_path, capsys):
+    init_calls = _fake_ray(monkeypatch)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    address = form.format(port=_closed_loopback_port())
+    run = tmp_path / "r"
+    cmd = ["study", "--config", str(fake_config(tmp_path)), "--executor", "ray", "--address", address]
+    t0 = time.monotonic()
+    assert main([*cmd, "-o", str(run)]) == 2
+    assert time.monotonic() - t0 < 30  # refused at once (ray.init retried for minutes)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"cannot reach the Ray cluster at {address}" in err
+    assert "ray status" in err and "TWINGAP_RAY_CONNECT_TIMEOUT" in err
+    assert init_calls == []  # Ray was never asked to connect
+    assert not run.exists()  # nothing prepared before the failure
+
+
+def test_ray_address_from_the_environment_is_checked(monkeypatch, tmp_path, capsys):
+    from twingap.study.executors import RayExecutor
+
+    init_calls = _fake_ray(monkeypatch)
+    port = _closed_loopback_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(TwingapError, match=f"at RAY_ADDRESS=127.0.0.1:{port} "):
+        RayExecutor(address="auto")
+    assert init_calls == []
+
+
+def test_ray_reachable_address_passes_the_check(monkeypatch):
+    import socket
+
+    from twingap.study.executors import check_ray_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        check_ray_address(f"127.0.0.1:{port}", timeout=5)
+        check_ray_address(f"ray://localhost:{port}", timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("address", "endpoint"),
+    [
+        (None, None),  # Ray finds or starts a cluster itself
+        ("auto", None),
+        ("local", None),
+        ("10.0.0.5:6379", ("10.0.0.5", 6379)),
+        ("ray://head.example:10001", ("head.example", 10001)),
+        ("[::1]:6379", ("::1", 6379)),
+    ],
+)
+def test_ray_endpoint_reads_addresses_as_ray_does(address, endpoint, monkeypatch):
+    from twingap.study.executors import ray_endpoint
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    got = ray_endpoint(address)
+    assert (got if got is None else got[:2]) == endpoint
+
+
+@pytest.mark.parametrize("address", ["head.example", "ray://head:", "head:99999", "head:port"])
+def test_ray_endpoint_rejects_addresses_without_a_port(address, monkeypatch):
+    from twingap.study.executors import ray_endpoint
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(TwingapError, match="is not a Ray address"):
+        ray_endpoint(address)
+
+
+def test_ray_connect_timeout_is_configurable(monkeypatch):
+    from twingap.study.executors import connect_timeout
+
+    monkeypatch.setenv("TWINGAP_RAY_CONNECT_TIMEOUT", "0.5")
+    assert connect_timeout() == 0.5
+    monkeypatch.setenv("TWINGAP_RAY_CONNECT_TIMEOUT", "soon")
+    with pytest.raises(TwingapError, match="positive number of seconds"):
+        connect_timeout()
+
+
 def test_preset_function_rejects_unknown():
     with pytest.raises(TwingapError, match="unknown study preset"):
         preset("huge")
