@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.procs import HAVE_PROC, alive, descendants, survivors
 
 from twingap.cli import main
 from twingap.errors import TwingapError
@@ -213,30 +214,41 @@ def test_failing_job_is_recorded_and_the_rest_go_on(tmp_path, capsys):
 
 
 def test_kill_mid_run_loses_at_most_the_job_in_flight(tmp_path):
+    """SIGKILL of the study process alone: its pool worker and the worker's subprocess end with it."""
+    if not HAVE_PROC:
+        pytest.skip("needs Linux /proc to follow the study's processes")
+    gate = tmp_path / "hold"  # while it exists, a job's subprocess waits (the job stays in flight)
     cfg_path = fake_config(
-        tmp_path, "[train]\noverrides = { fake_sleep = 1.0 }\n", conditions='["clean", "noise-2"]'
+        tmp_path,
+        f'[train]\noverrides = {{ fake_gate = "{gate.as_posix()}", fake_subprocess = true }}\n',
+        conditions='["clean", "noise-2"]',
     )
     run_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "twingap",
-        "study",
-        "--config",
-        str(cfg_path),
-        "--executor",
-        "inline",
-        "-o",
-        str(run_dir),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [sys.executable, "-m", "twingap", "study", "--config", str(cfg_path), "--workers", "1"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = subprocess.Popen([*cmd, "-o", str(run_dir)], **quiet, start_new_session=True)
+    tree: dict[int, int] = {}
     try:
+        # once a job has finished, hold the next one in its subprocess (a grandchild), then kill
         deadline = time.time() + 240  # generous: CI machines may be loaded
-        while time.time() < deadline and len(list(run_dir.glob("jobs/*/manifest.json"))) < 1:
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGKILL)
+        while time.time() < deadline and not list(run_dir.glob("jobs/*/manifest.json")):
+            time.sleep(0.05)
+        gate.touch()
+        while time.time() < deadline and max(tree.values(), default=0) < 2:
+            time.sleep(0.05)
+            tree = descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)  # the study only: what it started must end by itself
     finally:
         proc.wait(timeout=30)
+    try:
+        assert max(tree.values(), default=0) >= 2, f"no job subprocess seen: {tree}"
+        # every process of the killed run ends: pool worker (child), job subprocess (grandchild)
+        assert survivors(tree, timeout=10) == [], {p: d for p, d in tree.items() if alive(p)}
+    finally:
+        gate.unlink(missing_ok=True)
+        for pid in tree:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
     finished = {p: p.read_text() for p in run_dir.glob("jobs/*/manifest.json")}
     assert 1 <= len(finished) < 4
     states = job_states(run_dir)

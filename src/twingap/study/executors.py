@@ -59,7 +59,9 @@ class LocalExecutor:
     """A local process pool: ``workers`` jobs at a time, each in a fresh process.
 
     A fresh (spawned) process per job keeps jobs independent (no state carried over, memory
-    returned) and isolates crashes: a job that kills its process is recorded as failed.
+    returned) and isolates crashes: a job that kills its process is recorded as failed. Workers
+    end when this process dies (:func:`twingap.procguard.die_with_parent`), so a killed study
+    leaves no job running behind.
     """
 
     name = "local"
@@ -69,11 +71,20 @@ class LocalExecutor:
 
     def run(self, run_dir: str | Path, job_ids: list[str], progress: bool = True) -> list[dict[str, Any]]:
         """Run the jobs; returns their summaries in completion order."""
+        import os
+
+        from twingap.procguard import die_with_parent
         from twingap.study.runner import run_job
 
         out: list[dict[str, Any]] = []
         ctx = mp.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, max_tasks_per_child=1)
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=ctx,
+            max_tasks_per_child=1,
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        )
         try:
             with _progress(len(job_ids), progress) as bar:
                 task = bar.add_task("jobs", total=len(job_ids))
