@@ -1,7 +1,10 @@
 # twingap: two commands on a fresh machine.
 #   make demo   create .venv, install everything, run the quick study on the shipped sample
 #   make test   create .venv if needed, run the test suite
+# twingap runs on Python 3.11-3.13; another one in its own venv: make test PYTHON=python3.12 VENV=.venv312
+# The Blender Cycles venv stays on Python 3.11 whatever PYTHON is (bpy 4.5 exists for 3.11 only).
 PYTHON ?= python3.11
+PYTHON_CYCLES ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 RUN    ?= runs/demo
@@ -46,7 +49,7 @@ CYC := .venv-cycles
 setup-cycles: $(CYC)/.installed
 
 $(CYC)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(CYC)
+	$(PYTHON_CYCLES) -m venv $(CYC)
 	$(CYC)/bin/pip install "bpy==4.5.15" "numpy<2" pillow trimesh scipy opencv-python-headless moderngl glcontext pytest
 	$(CYC)/bin/pip install --no-deps -e .
 	touch $@

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.procs import HAVE_PROC, alive, descendants, survivors
 
 from twingap.cli import main
 from twingap.errors import TwingapError
@@ -213,30 +214,41 @@ def test_failing_job_is_recorded_and_the_rest_go_on(tmp_path, capsys):
 
 
 def test_kill_mid_run_loses_at_most_the_job_in_flight(tmp_path):
+    """SIGKILL of the study process alone: its pool worker and the worker's subprocess end with it."""
+    if not HAVE_PROC:
+        pytest.skip("needs Linux /proc to follow the study's processes")
+    gate = tmp_path / "hold"  # while it exists, a job's subprocess waits (the job stays in flight)
     cfg_path = fake_config(
-        tmp_path, "[train]\noverrides = { fake_sleep = 1.0 }\n", conditions='["clean", "noise-2"]'
+        tmp_path,
+        f'[train]\noverrides = {{ fake_gate = "{gate.as_posix()}", fake_subprocess = true }}\n',
+        conditions='["clean", "noise-2"]',
     )
     run_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "twingap",
-        "study",
-        "--config",
-        str(cfg_path),
-        "--executor",
-        "inline",
-        "-o",
-        str(run_dir),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [sys.executable, "-m", "twingap", "study", "--config", str(cfg_path), "--workers", "1"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = subprocess.Popen([*cmd, "-o", str(run_dir)], **quiet, start_new_session=True)
+    tree: dict[int, int] = {}
     try:
+        # once a job has finished, hold the next one in its subprocess (a grandchild), then kill
         deadline = time.time() + 240  # generous: CI machines may be loaded
-        while time.time() < deadline and len(list(run_dir.glob("jobs/*/manifest.json"))) < 1:
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGKILL)
+        while time.time() < deadline and not list(run_dir.glob("jobs/*/manifest.json")):
+            time.sleep(0.05)
+        gate.touch()
+        while time.time() < deadline and max(tree.values(), default=0) < 2:
+            time.sleep(0.05)
+            tree = descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)  # the study only: what it started must end by itself
     finally:
         proc.wait(timeout=30)
+    try:
+        assert max(tree.values(), default=0) >= 2, f"no job subprocess seen: {tree}"
+        # every process of the killed run ends: pool worker (child), job subprocess (grandchild)
+        assert survivors(tree, timeout=10) == [], {p: d for p, d in tree.items() if alive(p)}
+    finally:
+        gate.unlink(missing_ok=True)
+        for pid in tree:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
     finished = {p: p.read_text() for p in run_dir.glob("jobs/*/manifest.json")}
     assert 1 <= len(finished) < 4
     states = job_states(run_dir)
@@ -294,6 +306,108 @@ def test_ray_missing_gives_clear_error(monkeypatch, tmp_path, capsys):
     )
     assert code == 2
     assert "pip install 'twingap[ray]'" in capsys.readouterr().err
+
+
+def _closed_loopback_port() -> int:
+    """A loopback port with nothing listening (bound once by the OS, then released)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fake_ray(monkeypatch) -> list:
+    """Stand in for the ray module (installed or not), recording ray.init calls: Ray never starts."""
+    import types
+
+    calls: list = []
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: False
+    fake.init = lambda **kw: calls.append(kw)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    return calls
+
+
+@pytest.mark.parametrize("form", ["127.0.0.1:{port}", "ray://127.0.0.1:{port}"])
+def test_ray_wrong_address_fails_fast_before_ray_init(form, monkeypatch, tmp_path, capsys):
+    init_calls = _fake_ray(monkeypatch)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    address = form.format(port=_closed_loopback_port())
+    run = tmp_path / "r"
+    cmd = ["study", "--config", str(fake_config(tmp_path)), "--executor", "ray", "--address", address]
+    t0 = time.monotonic()
+    assert main([*cmd, "-o", str(run)]) == 2
+    assert time.monotonic() - t0 < 30  # refused at once (ray.init retried for minutes)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"cannot reach the Ray cluster at {address}" in err
+    assert "ray status" in err and "TWINGAP_RAY_CONNECT_TIMEOUT" in err
+    assert init_calls == []  # Ray was never asked to connect
+    assert not run.exists()  # nothing prepared before the failure
+
+
+def test_ray_address_from_the_environment_is_checked(monkeypatch, tmp_path, capsys):
+    from twingap.study.executors import RayExecutor
+
+    init_calls = _fake_ray(monkeypatch)
+    port = _closed_loopback_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(TwingapError, match=f"at RAY_ADDRESS=127.0.0.1:{port} "):
+        RayExecutor(address="auto")
+    assert init_calls == []
+
+
+def test_ray_reachable_address_passes_the_check(monkeypatch):
+    import socket
+
+    from twingap.study.executors import check_ray_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        check_ray_address(f"127.0.0.1:{port}", timeout=5)
+        check_ray_address(f"ray://localhost:{port}", timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("address", "endpoint"),
+    [
+        (None, None),  # Ray finds or starts a cluster itself
+        ("auto", None),
+        ("local", None),
+        ("10.0.0.5:6379", ("10.0.0.5", 6379)),
+        ("ray://head.example:10001", ("head.example", 10001)),
+        ("[::1]:6379", ("::1", 6379)),
+    ],
+)
+def test_ray_endpoint_reads_addresses_as_ray_does(address, endpoint, monkeypatch):
+    from twingap.study.executors import ray_endpoint
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    got = ray_endpoint(address)
+    assert (got if got is None else got[:2]) == endpoint
+
+
+@pytest.mark.parametrize("address", ["head.example", "ray://head:", "head:99999", "head:port"])
+def test_ray_endpoint_rejects_addresses_without_a_port(address, monkeypatch):
+    from twingap.study.executors import ray_endpoint
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(TwingapError, match="is not a Ray address"):
+        ray_endpoint(address)
+
+
+def test_ray_connect_timeout_is_configurable(monkeypatch):
+    from twingap.study.executors import connect_timeout
+
+    monkeypatch.setenv("TWINGAP_RAY_CONNECT_TIMEOUT", "0.5")
+    assert connect_timeout() == 0.5
+    monkeypatch.setenv("TWINGAP_RAY_CONNECT_TIMEOUT", "soon")
+    with pytest.raises(TwingapError, match="positive number of seconds"):
+        connect_timeout()
 
 
 def test_preset_function_rejects_unknown():

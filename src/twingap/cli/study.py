@@ -31,7 +31,14 @@ def study(
     config: Annotated[Path | None, typer.Option(help="Study TOML (keys override the preset).")] = None,
     executor: Annotated[str, typer.Option(help="local (process pool), ray, or inline.")] = "local",
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster address (default: start Ray locally).")
+        str | None,
+        typer.Option(
+            help=(
+                "Ray cluster address: host:port (GCS, 6379), ray://host:port (Ray Client, 10001), auto "
+                "or local (default: $RAY_ADDRESS, else start Ray here). A concrete address must accept a "
+                "connection within $TWINGAP_RAY_CONNECT_TIMEOUT seconds (default 5)."
+            )
+        ),
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel jobs for the local executor.")] = None,
     seeds: Annotated[

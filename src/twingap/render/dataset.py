@@ -299,6 +299,14 @@ def _worker_init(job: _Job, gl_threads: int | None = None) -> None:
     )
 
 
+def _pool_worker_init(parent_pid: int, job: _Job, gl_threads: int | None = None) -> None:
+    """A pool worker's start: end with the parent process, then :func:`_worker_init`."""
+    from twingap.procguard import die_with_parent
+
+    die_with_parent(parent_pid)
+    _worker_init(job, gl_threads)
+
+
 def _worker_render(i: int) -> int:
     d = _WORKER["scenes"][i]
     scene = SceneSpec.from_dict(d)
@@ -507,7 +515,8 @@ def _run(job: _Job, todo: list[int], workers: int, progress: bool, total: int) -
         ctx = mp.get_context("spawn")  # no GL state or threads inherited from the parent
         procs = min(workers, len(todo))
         gl_threads = max(1, default_workers() // procs)  # share the cores instead of oversubscribing
-        with ctx.Pool(processes=procs, initializer=_worker_init, initargs=(job, gl_threads)) as pool:
+        init_args = (os.getpid(), job, gl_threads)
+        with ctx.Pool(processes=procs, initializer=_pool_worker_init, initargs=init_args) as pool:
             for _ in pool.imap_unordered(_worker_render, todo, chunksize=1):
                 bar.advance(task)
 

@@ -64,7 +64,9 @@ class LocalExecutor:
     """A local process pool: ``workers`` jobs at a time, each in a fresh process.
 
     A fresh (spawned) process per job keeps jobs independent (no state carried over, memory
-    returned) and isolates crashes: a job that kills its process is recorded as failed.
+    returned) and isolates crashes: a job that kills its process is recorded as failed. Workers
+    end when this process dies (:func:`twingap.procguard.die_with_parent`), so a killed study
+    leaves no job running behind.
     """
 
     name = "local"
@@ -74,13 +76,22 @@ class LocalExecutor:
 
     def run(self, run_dir: str | Path, job_ids: list[str], progress: bool = True) -> list[dict[str, Any]]:
         """Run the jobs (or their training groups); returns their summaries in completion order."""
+        import os
+
+        from twingap.procguard import die_with_parent
         from twingap.study.runner import plan_groups, run_job, run_job_group
 
         groups = plan_groups(run_dir, job_ids)
         grouped = any(len(g) > 1 for g in groups)
         out: list[dict[str, Any]] = []
         ctx = mp.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, max_tasks_per_child=1)
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=ctx,
+            max_tasks_per_child=1,
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        )
         try:
             with _progress(len(job_ids), progress) as bar:
                 task = bar.add_task(
@@ -129,6 +140,103 @@ def _record_crash(run_dir: str | Path, job_id: str, exc: BaseException) -> dict[
     return {"id": job_id, "status": "failed", "seconds": 0.0, "error": err}
 
 
+#: Environment variable: seconds to wait for a TCP connection to the Ray address (default 5).
+RAY_TIMEOUT_ENV = "TWINGAP_RAY_CONNECT_TIMEOUT"
+RAY_TIMEOUT_DEFAULT_S = 5.0
+
+
+def ray_endpoint(address: str | None) -> tuple[str, int, str] | None:
+    """Host, port and a label of the address ``ray.init(address=...)`` connects to; None: Ray finds it.
+
+    Follows Ray's reading of an address: None and ``"auto"`` mean ``$RAY_ADDRESS`` when it is set
+    (else Ray finds or starts a cluster itself, so there is nothing to check), ``"local"`` starts a
+    new local instance; ``"host:port"`` is a cluster's GCS address, ``"ray://host:port"`` a Ray
+    Client server. IPv6 hosts are written in brackets (``"[::1]:6379"``). Other schemes (a Ray
+    Client plug-in module) are left to Ray.
+
+    Returns:
+        ``(host, port, label)``, the label being the address as given (``"RAY_ADDRESS=..."`` when
+        it came from the environment).
+
+    Raises:
+        TwingapError: If the address is neither of these forms (no port, a port out of range).
+    """
+    import os
+
+    source = "--address"
+    if address in (None, "auto") and os.environ.get("RAY_ADDRESS"):
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    label = f"RAY_ADDRESS={address}" if source == "RAY_ADDRESS" else str(address)
+    if address is None or address in ("auto", "local"):
+        return None
+    inner = address.strip()
+    if "://" in inner:
+        scheme, inner = inner.split("://", 1)
+        if scheme != "ray":
+            return None
+    host, sep, port = inner.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise TwingapError(
+            f"{source} {address!r} is not a Ray address: give host:port (the head node's GCS port, "
+            "usually 6379), ray://host:port (Ray Client, usually 10001), auto or local"
+        )
+    return host, int(port), label
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for the Ray address to accept a connection (``$TWINGAP_RAY_CONNECT_TIMEOUT``).
+
+    Raises:
+        TwingapError: If the variable is set to something other than a positive number.
+    """
+    import os
+
+    text = os.environ.get(RAY_TIMEOUT_ENV, "").strip()
+    if not text:
+        return RAY_TIMEOUT_DEFAULT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise TwingapError(f"{RAY_TIMEOUT_ENV} must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def check_ray_address(address: str | None, timeout: float | None = None) -> None:
+    """Fail fast if nothing accepts a TCP connection at the Ray address (before ``ray.init``).
+
+    ``ray.init`` retries a wrong address for minutes, printing connection warnings, and rewrites a
+    loopback address to this machine's interface address first; this opens one connection to
+    exactly the host and port given and closes it again.
+
+    Args:
+        address: As given to :class:`RayExecutor` (see :func:`ray_endpoint`).
+        timeout: Seconds to wait; None reads ``$TWINGAP_RAY_CONNECT_TIMEOUT`` (default 5 s).
+
+    Raises:
+        TwingapError: One line naming the address, the reason and what to try.
+    """
+    import socket
+
+    endpoint = ray_endpoint(address)
+    if endpoint is None:
+        return
+    timeout = connect_timeout() if timeout is None else timeout
+    host, port, label = endpoint
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else exc.strerror or exc
+        raise TwingapError(
+            f"cannot reach the Ray cluster at {label} ({host} port {port}: {reason}); check that the "
+            "head node runs (`ray status` there) and the address and port (GCS 6379, ray:// 10001), "
+            f"raise {RAY_TIMEOUT_ENV} (seconds) on a slow network, or drop --address to start Ray here"
+        ) from exc
+
+
 class RayExecutor:
     """One Ray task per job, each declaring ``cpus`` and ``gpus``; one task per training group on GPUs.
 
@@ -136,20 +244,22 @@ class RayExecutor:
     seed's jobs trained together (:func:`twingap.study.runner.run_job_group`) on its GPU.
 
     Args:
-        address: Ray cluster address (``"auto"``, ``"ray://host:10001"``); None starts a local
-            Ray instance. The run folder must be on a file system every node sees.
+        address: Ray cluster address (``"host:6379"``, ``"ray://host:10001"``, ``"auto"``,
+            ``"local"``); None starts a local Ray instance (or uses ``$RAY_ADDRESS``, as Ray
+            does). The run folder must be on a file system every node sees.
         cpus: CPUs each job declares.
         gpus: GPUs each job declares.
 
     Raises:
-        TwingapError: If Ray is not installed.
+        TwingapError: If Ray is not installed, or nothing answers at a concrete address within
+            ``$TWINGAP_RAY_CONNECT_TIMEOUT`` seconds (:func:`check_ray_address`).
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, cpus: float = 1, gpus: float = 0) -> None:
         try:
-            import ray  # noqa: F401
+            import ray
         except ImportError as exc:
             raise TwingapError(
                 "the Ray executor needs Ray: pip install 'twingap[ray]' (or use --executor local)"
@@ -157,6 +267,8 @@ class RayExecutor:
         self.address = address
         self.cpus = cpus
         self.gpus = gpus
+        if not ray.is_initialized():  # fail before the study prepares anything
+            check_ray_address(address)
 
     def run(self, run_dir: str | Path, job_ids: list[str], progress: bool = True) -> list[dict[str, Any]]:
         """Submit every job as a task and wait for them; returns summaries in completion order."""
@@ -176,6 +288,7 @@ class RayExecutor:
             else:
                 kwargs["num_cpus"] = max(os.cpu_count() or 1, int(self.cpus))
                 kwargs["num_gpus"] = int(self.gpus) if self.gpus else None
+            check_ray_address(self.address)  # the cluster may have gone since __init__
             ray.init(**{k: v for k, v in kwargs.items() if v is not None})
             started_here = True
         fn = run_job_group if grouped else run_job

@@ -6,7 +6,10 @@ made with it carry ``"stages": "fake"`` in every manifest and a banner in the re
 
 Knobs (``[train] overrides`` of the study config, so they reach every executor):
 ``fake_fail = ["cond__s0", ...]`` makes those jobs raise in training; ``fake_sleep = seconds``
-slows every training call (to test interrupting a study); ``fake_effects = {cond = -0.05, ...}``
+slows every training call (to test interrupting a study); ``fake_gate = "path"`` then holds it
+while that file exists (a job kept in flight); ``fake_subprocess = true`` sleeps and waits in a
+subprocess (:func:`twingap.study.real.in_subprocess`, as the real stages render) to test that a
+killed study leaves no process behind; ``fake_effects = {cond = -0.05, ...}``
 sets conditions' true effect on AP (a fraction; default: a fixed draw per condition).
 """
 
@@ -32,6 +35,14 @@ def _unit(*keys: object) -> float:
     return int.from_bytes(h[:8], "little") / 2**64
 
 
+def _hold(seconds: float, gate: str | None) -> None:
+    """Sleep ``seconds``, then wait while the file ``gate`` exists (if given)."""
+    if seconds:
+        time.sleep(seconds)
+    while gate and Path(gate).exists():
+        time.sleep(0.05)
+
+
 class FakePerImage:
     """Per-image scores; ``ap_weights`` is their weighted mean (a stand-in for COCO re-accumulation)."""
 
@@ -54,7 +65,7 @@ class FakeStages(Stages):
 
     name = "fake"
     is_fake = True
-    train_knobs = ("fake_fail", "fake_sleep", "fake_effects")
+    train_knobs = ("fake_fail", "fake_sleep", "fake_gate", "fake_subprocess", "fake_effects")
     n_test_images = 24
     frames_per_scene = 4
 
@@ -98,8 +109,13 @@ class FakeStages(Stages):
         """Write a 'model' whose quality depends on the condition and the seed."""
         condition = read_json(dataset_dir / "coco.json")["condition"]
         over = cfg.train.overrides
-        if over.get("fake_sleep"):
-            time.sleep(float(over["fake_sleep"]))
+        hold = (float(over.get("fake_sleep", 0.0)), over.get("fake_gate"))
+        if over.get("fake_subprocess"):
+            from twingap.study.real import in_subprocess
+
+            in_subprocess(_hold, *hold)
+        else:
+            _hold(*hold)
         if f"{condition}__s{seed}" in over.get("fake_fail", []):
             raise RuntimeError(f"fake failure of {condition}__s{seed} (requested by fake_fail)")
         effect = 0.0 if condition == "clean" else -0.12 * _unit("effect", condition)

@@ -37,11 +37,16 @@ def in_subprocess(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
     OpenGL (EGL) rendering and torch training in one process crashed here (a segfault in libc
     once training started after a render), so every stage that renders runs in its own process.
+    The process ends when this one dies (:func:`twingap.procguard.die_with_parent`).
     """
     import multiprocessing as mp
+    import os
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+    from twingap.procguard import die_with_parent
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         return pool.submit(fn, *args, **kwargs).result()
 
 

@@ -210,8 +210,10 @@ class Worker:
         if not (link_dir / "twingap").exists():
             link_dir.mkdir(exist_ok=True)
             os.symlink(Path(twingap.__file__).resolve().parent, link_dir / "twingap")
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        env["PYTHONPATH"] = str(link_dir)
+        from twingap.procguard import child_env
+
+        env = child_env({k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")})
+        env["PYTHONPATH"] = str(link_dir)  # child_env: the worker ends when this process dies
         return subprocess.Popen(
             [self.python, "-m", "twingap.render.cycles"],
             stdin=subprocess.PIPE,
