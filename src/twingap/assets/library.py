@@ -84,8 +84,9 @@ class LibraryIndex:
         root: The library folder.
         entries: Model name -> entry: ``file`` (relative to ``root``), ``obj_id``, ``unit``
             (m / cm / mm), ``offset_m`` (3 floats, added after scaling: file frame -> pose
-            frame), ``fallback_rgb`` (or None), ``texture`` (a texture named outside the mesh
-            file, or None) and, for BOP, ``diameter_mm``, ``extents_mm``, ``symmetries``.
+            frame), ``fallback_rgb`` (or None), ``color_source`` (where it came from, or None),
+            ``texture`` (a texture named outside the mesh file, or None) and, for BOP,
+            ``diameter_mm``, ``extents_mm``, ``symmetries``.
         notes: Things the user should know (e.g. ids assigned from file order).
     """
 
