@@ -51,7 +51,7 @@ def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png", bbox_inches="tight", pil_kwargs={"compress_level": 1})  # re-encoded later
     plt.close(fig)
     return buf.getvalue()
 

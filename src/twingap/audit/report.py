@@ -291,7 +291,7 @@ def render_html(
         "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table{border-collapse:collapse;margin:.5em 0}"
         "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}.small{font-size:85%}.muted{color:#888}"
         ".l0{background:#e6f4e6}.l1{background:#fff4cc}.l2{background:#ffd9a8}.l3{background:#f8b4b4}.na{background:#eee}"
-        ".fake{background:#c00;color:#fff;padding:.5em;font-weight:bold}img{max-width:100%}"
+        ".fake{background:#c00;color:#fff;padding:.5em;font-weight:bold}img{max-width:100%;height:auto}"
     )
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>twingap audit</title><style>{style}</style></head><body>"
