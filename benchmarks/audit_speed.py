@@ -8,7 +8,8 @@ Usage:
                                                           # compare with a figure measured elsewhere
 
 Prints, per model, the time to load it, to audit it (every family's measure and the grading), and to
-draw its pictures; then the mean audit time per model against one condition's measured render and
+draw its pictures as the report does (every picture at full size, its inlined thumbnail and its linked
+full-size file, not written); then the mean audit time per model against one condition's measured render and
 train seconds (the study's job manifests: ``render_seconds`` and ``timings.train``), as a ratio.
 """
 
@@ -39,6 +40,7 @@ def main() -> None:
     from twingap.audit import pictures
     from twingap.audit.core import audit_asset
     from twingap.audit.levels import load_calibration
+    from twingap.audit.report import model_pictures
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--study", type=Path, default=None, help="a study run folder with finished jobs")
@@ -60,9 +62,9 @@ def main() -> None:
         t1 = time.perf_counter()
         res = audit_asset(asset, cal)
         t2 = time.perf_counter()
-        pictures.roughness_picture(res.welded, res.maps["noise"]["roughness"])
-        if res.maps["baked_light"].get("shading") is not None:
-            pictures.shading_picture(res.maps["baked_light"]["albedo"], res.maps["baked_light"]["shading"])
+        for _, png in model_pictures(res):
+            pictures.thumbnail(png)
+            pictures.encode(png)
         t3 = time.perf_counter()
         audits.append(t2 - t1)
         print(f"{name:24s}{t1 - t0:8.2f}{t2 - t1:9.2f}{t3 - t2:12.2f}")

@@ -195,10 +195,14 @@ def test_costs_and_fix_ranking(tmp_path):
 class _Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
-        self.srcs: list[str] = []
+        self.srcs: list[str] = []  # every src and href
+        self.imgs: list[str] = []  # img src
+        self.links: list[str] = []  # a href
 
     def handle_starttag(self, tag, attrs):
         self.srcs += [v for k, v in attrs if k in ("src", "href") and v]
+        self.imgs += [v for k, v in attrs if tag == "img" and k == "src" and v]
+        self.links += [v for k, v in attrs if tag == "a" and k == "href" and v]
 
 
 def test_cli_writes_audit_json_keyed_by_stem_and_self_contained_html(tmp_path, capsys, library):
@@ -219,8 +223,51 @@ def test_cli_writes_audit_json_keyed_by_stem_and_self_contained_html(tmp_path, c
     text = (out / "report.html").read_text()
     parser = _Tags()
     parser.feed(text)
-    assert parser.srcs and all(s.startswith(("data:", "#")) for s in parser.srcs)
+    # self-contained: every picture is inline data; links go to anchors or the full-size pictures beside it
+    assert parser.imgs and all(s.startswith("data:image/") for s in parser.imgs)
+    assert all(s.startswith("#") or (out / s).is_file() for s in parser.links)
     assert "What the audit cannot see" in text and "Fix these first" in text
+
+
+def test_report_is_light_and_links_full_size_pictures(tmp_path, capsys, library):
+    """The page inlines display-size thumbnails only: bytes per model well under 4 MB / 36 meshes."""
+    import re
+    from urllib.parse import unquote
+
+    from PIL import Image
+
+    flawed = apply_condition(library.load("011_banana"), load_catalogue()["holes-2"], seed=0)
+    files = [  # every picture kind: roughness, holes, blur (textured), shading; and an untextured model
+        save_obj(flawed, tmp_path / "in" / "a.obj"),
+        save_obj(library.load("006_mustard_bottle"), tmp_path / "in" / "b(1).obj"),  # not URL-safe
+        save_obj(library.load(UNTEXTURED), tmp_path / "in" / "mug.obj"),
+    ]
+    out = tmp_path / "audit"
+    (out / "pictures").mkdir(parents=True)
+    (out / "pictures" / "gone.roughness.webp").write_bytes(b"stale")  # an earlier audit's picture
+    code, stdout, err = run(capsys, "audit", *map(str, files), "-o", str(out))
+    assert code == 0, err
+    assert "full-size pictures in" in stdout
+    page = (out / "report.html").read_bytes()
+    text = page.decode()
+    parser = _Tags()
+    parser.feed(text)
+    assert parser.imgs and not any(s.startswith("data:image/png") for s in parser.imgs)
+    # each thumbnail links its full-size picture, which exists beside the page at twice its size
+    pairs = re.findall(r"<a href='([^']+)'[^>]*><img [^>]*width='(\d+)'", text)
+    assert len(pairs) == len(parser.imgs)
+    full = [out / unquote(href) for href, _ in pairs]
+    assert all(p.is_file() and p.parent == out / "pictures" for p in full)
+    for p, (_, width) in zip(full, pairs, strict=True):
+        with Image.open(p) as im:
+            assert abs(im.width / 2 - int(width)) <= 1, (p.name, im.width, width)
+    kinds = {p.name.split(".")[-2] for p in full}
+    assert kinds == {"roughness", "holes", "blur", "shading"}, kinds
+    assert sorted(p.name for p in (out / "pictures").iterdir()) == sorted(p.name for p in full)  # no stale
+    per_model = len(page) / len(files)
+    # at most 70% of 4 MB / 36 meshes (about 47 kB here; inline PNGs made about 330 kB per model)
+    assert per_model < 0.7 * 4e6 / 36, per_model
+    assert sum(p.stat().st_size for p in full) > len(page)  # the weight moved to the linked files
 
 
 # ------------------------------------------------------------------------------------------ bad input

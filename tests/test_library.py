@@ -11,7 +11,7 @@ from tests.byod import procedural_assets
 
 from twingap.assets.asset import ModelLibrary
 from twingap.assets.io import save_obj
-from twingap.assets.library import read_ply_header, write_bop_models
+from twingap.assets.library import parse_color, read_ply_header, write_bop_models
 from twingap.cli import main
 
 
@@ -158,20 +158,117 @@ def test_obj_texture_file_missing(shapes, tmp_path, capsys):
     )
 
 
-def test_mtl_that_names_no_texture(shapes, tmp_path, capsys):
+def _untextured_obj(path: Path, mtl: str) -> Path:
+    """A 10 cm box as OBJ (no UVs) using material ``m`` of an MTL with the given body."""
+    import trimesh
+
+    box = trimesh.creation.box((0.1, 0.1, 0.1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".mtl").write_text(mtl)
+    path.write_text(
+        f"mtllib {path.stem}.mtl\nusemtl m\n"
+        + "".join(f"v {x} {y} {z}\n" for x, y, z in box.vertices)
+        + "".join(f"f {a} {b} {c}\n" for a, b, c in box.faces + 1)
+    )
+    return path
+
+
+def test_untextured_obj_takes_its_mtl_colour_and_says_so(tmp_path, capsys):
+    _untextured_obj(tmp_path / "red_bowl.obj", "newmtl m\nKa 1 1 1\nKd 0.40 0.40 0.40\nKs 0 0 0\nillum 1\n")
+    lib = ModelLibrary(tmp_path)
+    a = lib.load("red_bowl")
+    assert not a.textured and a.texture.reshape(3).tolist() == [102, 102, 102]  # Kd is sRGB 0..1
+    assert a.metadata["color_source"] == "the material (MTL Kd of 'm')"
+    capsys.readouterr()
+    assert main(["data", "models", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "red_bowl" in out and "no texture, colour 102 102 102 from the material (MTL Kd of 'm')" in out
+
+
+def test_untextured_glb_takes_its_base_color_factor(tmp_path, capsys):
+    import trimesh
+
+    box = trimesh.creation.box((0.1, 0.1, 0.1))
+    material = trimesh.visual.material.PBRMaterial(name="paint", baseColorFactor=[0.4, 0.2, 0.8, 1.0])
+    box.visual = trimesh.visual.TextureVisuals(material=material)
+    box.export(tmp_path / "cup.glb")
+    a = ModelLibrary(tmp_path).load("cup")
+    # glTF factors are linear light: sRGB-encoded 0.4 -> 0.665, 0.2 -> 0.485, 0.8 -> 0.906
+    assert not a.textured and a.texture.reshape(3).tolist() == [170, 124, 231]
+    capsys.readouterr()
+    assert main(["data", "models", str(tmp_path)]) == 0
+    assert "colour 170 124 231 from the material (glTF baseColorFactor of 'paint')" in capsys.readouterr().out
+
+
+def test_mtl_without_texture_or_colour(shapes, tmp_path, capsys):
     save_obj(shapes[4], tmp_path / "box.obj")
     mtl = tmp_path / "box.mtl"
-    mtl.write_text("\n".join(ln for ln in mtl.read_text().splitlines() if not ln.startswith("map_Kd")))
-    _one_line_exit_2(
-        ["data", "models", str(tmp_path)], capsys, "box.obj", "'box.mtl' names no texture (map_Kd)"
+    mtl.write_text(
+        "\n".join(ln for ln in mtl.read_text().splitlines() if not ln.startswith(("map_Kd", "Kd")))
     )
-    # a colour in objects.toml makes it a deliberate untextured object
+    _one_line_exit_2(
+        ["data", "models", str(tmp_path)],
+        capsys,
+        "box.obj",
+        "'box.mtl' names no texture (map_Kd) and no colour (Kd)",
+    )
+    # a colour in objects.toml makes it a deliberate untextured object, and says so
     (tmp_path / "objects.toml").write_text(
         '[[object]]\nname = "box"\nid = 1\nfile = "box.obj"\nunit = "m"\ncolor = [200, 30, 30]\n'
     )
-    lib = ModelLibrary(tmp_path)
-    a = lib.load("box")
+    a = ModelLibrary(tmp_path).load("box")
     assert not a.textured and a.texture.reshape(3).tolist() == [200, 30, 30]
+    assert a.metadata["color_source"] == "objects.toml (color = [200, 30, 30])"
+
+
+def test_objects_toml_color_wins_over_the_material(tmp_path):
+    _untextured_obj(tmp_path / "bowl.obj", "newmtl m\nKd 0.4 0.4 0.4\n")
+    (tmp_path / "objects.toml").write_text(
+        '[[object]]\nname = "bowl"\nid = 1\nfile = "bowl.obj"\nunit = "m"\ncolor = "#c81e1e"\n'
+    )
+    a = ModelLibrary(tmp_path).load("bowl")
+    assert a.texture.reshape(3).tolist() == [200, 30, 30]
+    assert a.metadata["color_source"] == 'objects.toml (color = "#c81e1e")'
+
+
+@pytest.mark.parametrize(
+    ("value", "rgb"),
+    [
+        ([200, 30, 30], [200, 30, 30]),
+        ([0, 0, 0], [0, 0, 0]),
+        ([255, 255, 255], [255, 255, 255]),
+        ([0.4, 0.4, 0.4], [102, 102, 102]),  # the MTL Kd scale
+        ([1.0, 1.0, 1.0], [255, 255, 255]),
+        ([1.0, 0, 0.5], [255, 0, 128]),  # one float makes the triple 0..1
+        ("#FF8000", [255, 128, 0]),
+        ("#c81e1e", [200, 30, 30]),
+    ],
+)
+def test_parse_color_forms(value, rgb):
+    assert parse_color(value, "x") == rgb
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ([1, 1, 1], "is ambiguous"),
+        ([0, 1, 0], "write [0.0, 1.0, 0.0] for the 0..1 scale or [0, 255, 0]"),
+        ([300, 0, 0], "color must be [r, g, b] integers 0..255"),
+        ([-1, 0, 0], "color must be"),
+        ([200.0, 30.0, 30.0], "numbers 0..1 with at least one written as a float"),
+        ([0.4, 0.4], "color must be"),
+        ([True, 0, 0], "color must be"),
+        ("red", "\"#rrggbb\"; got 'red'"),
+        ("#12345", "color must be"),
+        ({"r": 1}, "color must be"),
+    ],
+)
+def test_parse_color_refuses_anything_else(value, needle):
+    from twingap.errors import TwingapError
+
+    with pytest.raises(TwingapError) as info:
+        parse_color(value, "[[object]] 1 ('mug')")
+    assert needle in str(info.value) and "[[object]] 1 ('mug')" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -190,6 +287,14 @@ def test_mtl_that_names_no_texture(shapes, tmp_path, capsys):
         ('[[object]]\nname = "a"\nid = 1\nfile = "a.obj"\nunit = "inch"\n', "unit must be one of"),
         ('[[object]]\nname = "a"\nid = 1\nfile = "gone.obj"\nunit = "m"\n', "mesh file 'gone.obj' not found"),
         ('[[object]]\nname = "a"\nfile = "a.obj"\nunit = "m"\n', "missing key(s) ['id']"),
+        (
+            '[[object]]\nname = "a"\nid = 1\nfile = "a.obj"\nunit = "m"\ncolor = [1, 1, 1]\n',
+            "[[object]] 1 ('a'): color [1, 1, 1] is ambiguous",
+        ),
+        (
+            '[[object]]\nname = "a"\nid = 1\nfile = "a.obj"\nunit = "m"\ncolor = [200.0, 30, 30]\n',
+            "[[object]] 1 ('a'): color must be [r, g, b] integers 0..255",
+        ),
     ],
 )
 def test_objects_toml_errors(shapes, tmp_path, capsys, toml, needle):

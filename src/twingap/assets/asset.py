@@ -21,6 +21,9 @@ from twingap.io import sha256_arrays
 #: Albedo used for a mesh that has neither a texture nor a configured fallback (mid grey).
 DEFAULT_FALLBACK_RGB = (128, 128, 128)
 
+#: ``metadata["color_source"]`` of an untextured asset drawn in :data:`DEFAULT_FALLBACK_RGB`.
+DEFAULT_COLOR_SOURCE = "the default grey (the file names no texture or colour)"
+
 
 @dataclass(frozen=True, eq=False)
 class Asset:
@@ -32,9 +35,11 @@ class Asset:
         faces: (F, 3) int64 vertex indices, counter-clockwise seen from outside.
         uvs: (V, 2) float64 texture coordinates in [0, 1] (OBJ convention).
         texture: (H, W, 3) uint8 sRGB albedo. A mesh without a texture carries a 1x1 texture
-            of its fallback colour and all-zero UVs (see :func:`uniform_texture`).
+            of one colour (configured, its material's, or grey) and all-zero UVs (see
+            :func:`uniform_texture`, :func:`asset_from_trimesh`).
         textured: False when ``texture`` is a uniform fallback rather than a real texture map.
-        metadata: Free-form JSON-serialisable provenance (source file, applied conditions).
+        metadata: Free-form JSON-serialisable provenance (source file, applied conditions;
+            ``color_source`` on an untextured asset: where its colour came from).
     """
 
     name: str
@@ -89,16 +94,66 @@ def uniform_texture(rgb: tuple[int, int, int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8).reshape(1, 1, 3)
 
 
-def asset_from_trimesh(mesh, name: str, fallback_rgb=None, metadata=None) -> Asset:
+def srgb_from_linear(linear: np.ndarray) -> np.ndarray:
+    """Encode linear-light values in [0, 1] with the sRGB transfer curve (values in [0, 1])."""
+    x = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def material_rgb(visual) -> tuple[tuple[int, int, int], str] | None:
+    """The colour a mesh's material names when it has no texture image, and where it came from.
+
+    * An OBJ material's ``Kd`` (0..1, taken as sRGB, the usual MTL reading: ``Kd 0.4 0.4 0.4`` is
+      (102, 102, 102)).
+    * A glTF material's ``baseColorFactor`` (linear light by the glTF specification, converted to
+      sRGB: a factor of 0.4 is (170, 170, 170)).
+
+    Args:
+        visual: A trimesh visual (``mesh.visual``).
+
+    Returns:
+        ``((r, g, b) sRGB 0..255, description)``, or None when the material names no colour.
+    """
+    import trimesh
+
+    if not isinstance(visual, trimesh.visual.TextureVisuals):
+        return None
+    mat = visual.material
+    name = getattr(mat, "name", None)
+    called = f" of {name!r}" if name else ""
+    if isinstance(mat, trimesh.visual.material.SimpleMaterial):
+        kd = getattr(mat, "kwargs", {}).get("kd")
+        if kd is None:
+            return None
+        kd = np.atleast_1d(np.asarray(kd, dtype=np.float64))
+        if kd.size < 3 or not np.all(np.isfinite(kd[:3])):
+            return None
+        rgb = np.round(np.clip(kd[:3], 0.0, 1.0) * 255.0).astype(int)
+        return (int(rgb[0]), int(rgb[1]), int(rgb[2])), f"the material (MTL Kd{called})"
+    if isinstance(mat, trimesh.visual.material.PBRMaterial):
+        factor = mat.baseColorFactor  # trimesh keeps it as uint8 0..255, still linear light
+        if factor is None:
+            return None
+        rgb = np.round(srgb_from_linear(np.asarray(factor[:3], dtype=np.float64) / 255.0) * 255.0).astype(int)
+        return (int(rgb[0]), int(rgb[1]), int(rgb[2])), f"the material (glTF baseColorFactor{called})"
+    return None
+
+
+def asset_from_trimesh(
+    mesh, name: str, fallback_rgb=None, metadata=None, color_source: str | None = None
+) -> Asset:
     """Build an :class:`Asset` from a loaded ``trimesh.Trimesh``.
 
-    Meshes without UVs or texture image get a uniform texture of ``fallback_rgb``
-    (default :data:`DEFAULT_FALLBACK_RGB`) and zero UVs.
+    A mesh without UVs or texture image gets a uniform texture: ``fallback_rgb`` when given (a colour
+    the user configured), else its material's colour (:func:`material_rgb`), else
+    :data:`DEFAULT_FALLBACK_RGB`; ``metadata["color_source"]`` says which (``color_source`` names
+    where ``fallback_rgb`` came from), and zero UVs.
     """
     import trimesh
 
     verts = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
+    meta = dict(metadata or {})
     uv = None
     image = None
     visual = getattr(mesh, "visual", None)
@@ -110,10 +165,18 @@ def asset_from_trimesh(mesh, name: str, fallback_rgb=None, metadata=None) -> Ass
         texture = np.asarray(image.convert("RGB"), dtype=np.uint8)
         textured = True
     else:
-        texture = uniform_texture(tuple(fallback_rgb or DEFAULT_FALLBACK_RGB))
+        from_material = material_rgb(visual)
+        if fallback_rgb is not None:
+            rgb, source = tuple(fallback_rgb), color_source or "the given colour"
+        elif from_material is not None:
+            rgb, source = from_material
+        else:
+            rgb, source = DEFAULT_FALLBACK_RGB, DEFAULT_COLOR_SOURCE
+        texture = uniform_texture(rgb)
+        meta["color_source"] = source
         uv = np.zeros((len(verts), 2))
         textured = False
-    return Asset(name, verts, faces, uv, np.ascontiguousarray(texture), textured, dict(metadata or {}))
+    return Asset(name, verts, faces, uv, np.ascontiguousarray(texture), textured, meta)
 
 
 def read_trimesh(path: Path) -> Any:
@@ -142,8 +205,13 @@ def read_trimesh(path: Path) -> Any:
     return loaded
 
 
-def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None) -> Asset:
+def load_mesh_file(
+    path: str | Path, name: str | None = None, fallback_rgb=None, color_source: str | None = None
+) -> Asset:
     """Load an OBJ(+MTL+PNG), PLY or GLB/glTF file as an Asset (units must be metres).
+
+    An untextured mesh takes ``fallback_rgb`` (described by ``color_source``), else its material's
+    colour (MTL ``Kd``, glTF ``baseColorFactor``), else grey (see :func:`asset_from_trimesh`).
 
     Raises:
         TwingapError: If the file is missing, unreadable, empty, or obviously in millimetres
@@ -152,7 +220,8 @@ def load_mesh_file(path: str | Path, name: str | None = None, fallback_rgb=None)
     path = Path(path)
     if not path.is_file():
         raise TwingapError("mesh file not found", path)
-    asset = asset_from_trimesh(read_trimesh(path), name or path.stem, fallback_rgb, {"source": str(path)})
+    mesh = read_trimesh(path)
+    asset = asset_from_trimesh(mesh, name or path.stem, fallback_rgb, {"source": str(path)}, color_source)
     if asset.bbox_diagonal > 10.0:
         raise TwingapError(
             f"mesh looks like millimetres (bbox diagonal {asset.bbox_diagonal:.1f}); "

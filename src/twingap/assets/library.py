@@ -10,7 +10,7 @@ A model library is a folder; :func:`read_index` recognises four layouts (in this
        file = "mug.obj"      # relative to the folder: .obj (+ .mtl + texture), .glb/.gltf or .ply
        unit = "mm"           # m, cm or mm: the unit of the file's coordinates
        # texture = "mug.png" # optional: the texture of a PLY whose header names none
-       # color = [200, 30, 30]  # optional: albedo of an untextured mesh (sRGB 0..255)
+       # color = [200, 30, 30]  # optional: albedo of an untextured mesh (see parse_color)
 
 2. **A BOP ``models/`` folder**: ``models_info.json`` keyed by integer object ids (``diameter``,
    ``min_x``.., ``size_x``.., optional ``symmetries_discrete`` / ``symmetries_continuous``, all in
@@ -24,6 +24,11 @@ A model library is a folder; :func:`read_index` recognises four layouts (in this
    ids 1..N in sorted file-name order, metres; :attr:`LibraryIndex.notes` says so (the CLI prints
    it), because ids that follow file names change when a file is added.
 
+An untextured mesh is drawn in one colour: the ``color`` of ``objects.toml`` when given, else its
+material's (an MTL ``Kd``, a glTF ``baseColorFactor``), else a PLY's mean vertex colour; an OBJ whose
+MTL names neither a texture nor a colour stops with one line. ``Asset.metadata["color_source"]`` (and
+``twingap data models``) says where the colour came from.
+
 Every library is checked for clashing ids or names, and every object for a plausible size in its
 declared unit (:func:`check_unit`: a mug 70 m across stops with one line suggesting ``mm``).
 Inside twingap, assets are in metres in their pose frame (:class:`~twingap.assets.asset.Asset`).
@@ -31,6 +36,7 @@ Inside twingap, assets are in metres in their pose frame (:class:`~twingap.asset
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -39,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from twingap.assets.asset import Asset, asset_from_trimesh
+from twingap.assets.asset import DEFAULT_COLOR_SOURCE, Asset, asset_from_trimesh, read_trimesh
 from twingap.configfile import read_toml
 from twingap.errors import TwingapError
 
@@ -60,6 +66,12 @@ _PLY_VERTEX_UV = (("texture_u", "texture_v"), ("u", "v"), ("s", "t"))
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
+#: The forms ``color`` takes in ``objects.toml`` (said in every colour error).
+COLOR_FORMS = (
+    "[r, g, b] integers 0..255, [r, g, b] numbers 0..1 with at least one written as a float "
+    '(the MTL Kd scale, e.g. [0.4, 0.4, 0.4]), or "#rrggbb"'
+)
+
 _printed_notes: set[str] = set()
 
 
@@ -72,8 +84,9 @@ class LibraryIndex:
         root: The library folder.
         entries: Model name -> entry: ``file`` (relative to ``root``), ``obj_id``, ``unit``
             (m / cm / mm), ``offset_m`` (3 floats, added after scaling: file frame -> pose
-            frame), ``fallback_rgb`` (or None), ``texture`` (a texture named outside the mesh
-            file, or None) and, for BOP, ``diameter_mm``, ``extents_mm``, ``symmetries``.
+            frame), ``fallback_rgb`` (or None), ``color_source`` (where it came from, or None),
+            ``texture`` (a texture named outside the mesh file, or None) and, for BOP,
+            ``diameter_mm``, ``extents_mm``, ``symmetries``.
         notes: Things the user should know (e.g. ids assigned from file order).
     """
 
@@ -137,6 +150,7 @@ def _entry(file: str, obj_id: int, unit: str, **extra: Any) -> dict[str, Any]:
         "unit": unit,
         "offset_m": [0.0, 0.0, 0.0],
         "fallback_rgb": None,
+        "color_source": None,
         "texture": None,
         **extra,
     }
@@ -180,13 +194,64 @@ def _index_objects_toml(root: Path) -> LibraryIndex:
         if not (root / file).is_file():
             raise TwingapError(f"{where} ({name!r}): mesh file {file!r} not found", path)
         color = obj.get("color")
-        if color is not None and (
-            not isinstance(color, list) or len(color) != 3 or not all(isinstance(c, int) for c in color)
-        ):
-            raise TwingapError(f"{where} ({name!r}): color must be [r, g, b] integers 0..255", path)
+        rgb = None if color is None else parse_color(color, f"{where} ({name!r})", path)
         ids[oid] = name
-        entries[name] = _entry(file, oid, unit, fallback_rgb=color, texture=obj.get("texture"))
+        entries[name] = _entry(
+            file,
+            oid,
+            unit,
+            fallback_rgb=rgb,
+            texture=obj.get("texture"),
+            color_source=f"objects.toml (color = {json.dumps(color)})" if rgb is not None else None,
+        )
     return LibraryIndex("objects.toml", root, entries)
+
+
+def parse_color(value: Any, where: str, path: str | Path | None = None) -> list[int]:
+    """An sRGB colour (0..255 each) from the forms ``color`` takes in ``objects.toml``.
+
+    The rule, by how the numbers are written (TOML keeps integers and floats apart):
+
+    * ``"#rrggbb"`` (hex, either case);
+    * three integers 0..255: ``[200, 30, 30]``;
+    * three numbers 0..1 of which at least one is written as a float: ``[0.4, 0.4, 0.4]``,
+      ``[1.0, 0, 0]`` (the MTL ``Kd`` scale), rounded to the nearest of 0..255;
+    * three integers that are all 0 or 1 but not all 0 (``[1, 1, 1]``) are refused as ambiguous:
+      ``[1.0, 1.0, 1.0]`` is white on the 0..1 scale, ``[255, 255, 255]`` on the 0..255 one.
+
+    Args:
+        value: The TOML value.
+        where: The object, for the message (e.g. ``"[[object]] 2 ('mug')"``).
+        path: The file named in the message.
+
+    Returns:
+        ``[r, g, b]`` integers 0..255.
+
+    Raises:
+        TwingapError: For anything else (one line listing the accepted forms).
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) == 7 and text[0] == "#" and all(c in "0123456789abcdefABCDEF" for c in text[1:]):
+            return [int(text[k : k + 2], 16) for k in (1, 3, 5)]
+    elif (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(c, int | float) and not isinstance(c, bool) for c in value)
+        and all(math.isfinite(c) for c in value)
+    ):
+        if all(isinstance(c, int) for c in value):
+            if all(c in (0, 1) for c in value) and any(value):
+                raise TwingapError(
+                    f"{where}: color {value!r} is ambiguous (integers are 0..255, so this is almost black): "
+                    f"write {[float(c) for c in value]!r} for the 0..1 scale or {[255 * c for c in value]!r}",
+                    path,
+                )
+            if all(0 <= c <= 255 for c in value):
+                return [int(c) for c in value]
+        elif all(0.0 <= c <= 1.0 for c in value):
+            return [round(float(c) * 255.0) for c in value]
+    raise TwingapError(f"{where}: color must be {COLOR_FORMS}; got {value!r}", path)
 
 
 def _index_bop(root: Path, info: dict[str, Any]) -> LibraryIndex:
@@ -225,7 +290,13 @@ def _index_twingap(root: Path, info: dict[str, Any]) -> LibraryIndex:
         offset = np.asarray(rec.get("g16k_to_ycbv_mm", (0, 0, 0)), dtype=np.float64) / 1000.0
         entries[name] = {
             **rec,
-            **_entry(str(rec["file"]), int(rec["obj_id"]), "m", fallback_rgb=rec.get("fallback_rgb")),
+            **_entry(
+                str(rec["file"]),
+                int(rec["obj_id"]),
+                "m",
+                fallback_rgb=rec.get("fallback_rgb"),
+                color_source=None if rec.get("fallback_rgb") is None else "models_info.json (fallback_rgb)",
+            ),
             "offset_m": offset.tolist(),
         }
     return LibraryIndex("twingap", root, entries)
@@ -368,7 +439,11 @@ def _ply_texture(path: Path, header: PlyHeader, entry: dict[str, Any]) -> Path |
 
 
 def _load_ply(path: Path, name: str, entry: dict[str, Any]):
-    """Load a PLY (texture checked and attached); returns a ``trimesh.Trimesh`` and a fallback colour."""
+    """Load a PLY (texture checked and attached).
+
+    Returns:
+        ``(mesh, fallback colour or None, where that colour came from or None)``.
+    """
     import trimesh
     from PIL import Image
 
@@ -380,7 +455,7 @@ def _load_ply(path: Path, name: str, entry: dict[str, Any]):
         raise TwingapError(f"unreadable mesh ({exc})", path) from exc
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise TwingapError("empty mesh (no faces)", path)
-    fallback = entry.get("fallback_rgb")
+    fallback, source = entry.get("fallback_rgb"), entry.get("color_source")
     if tex is not None and isinstance(mesh.visual, trimesh.visual.TextureVisuals):
         with Image.open(tex) as im:
             image = im.convert("RGB")
@@ -390,13 +465,15 @@ def _load_ply(path: Path, name: str, entry: dict[str, Any]):
     elif fallback is None and header.has_vertex_colors:
         colors = np.asarray(mesh.visual.vertex_colors)[:, :3]
         fallback = [round(float(c)) for c in colors.mean(axis=0)]
-    return mesh, fallback
+        source = "the PLY's mean vertex colour"
+    return mesh, fallback, source
 
 
-def _check_mtl_has_texture(path: Path, entry: dict[str, Any]) -> None:
-    """Stop on an OBJ whose material files name no texture (``map_Kd``) and no colour is given."""
-    if entry.get("fallback_rgb") is not None:
-        return
+def _check_mtl_has_texture(path: Path) -> None:
+    """Stop on an OBJ whose material files name no texture (``map_Kd``).
+
+    Called for an OBJ that loaded with neither a texture nor a colour (``objects.toml`` or ``Kd``).
+    """
     with open(path, encoding="utf-8", errors="replace") as f:
         libs = [line.split(None, 1)[1].strip() for line in f if line.startswith("mtllib ")]
     for lib in libs:
@@ -406,8 +483,8 @@ def _check_mtl_has_texture(path: Path, entry: dict[str, Any]) -> None:
         text = mtl.read_text(encoding="utf-8", errors="replace")
         if not any(line.split()[:1] == ["map_Kd"] for line in text.splitlines()):
             raise TwingapError(
-                f"material file {lib!r} names no texture (map_Kd): add one, or give the object "
-                "a color = [r, g, b] in objects.toml",
+                f"material file {lib!r} names no texture (map_Kd) and no colour (Kd) for the mesh: add "
+                "one, or give the object a color = [r, g, b] in objects.toml",
                 path,
             )
 
@@ -432,27 +509,21 @@ def load_model(index: LibraryIndex, name: str) -> Asset:
         raise TwingapError("mesh file not found", path)
     unit = entry["unit"]
     meta = {"source": str(path), "obj_id": int(entry["obj_id"]), "unit": unit, "library": index.kind}
+    fallback, source = entry.get("fallback_rgb"), entry.get("color_source")
     if path.suffix.lower() == ".ply":
-        mesh, fallback = _load_ply(path, name, entry)
-        asset = asset_from_trimesh(mesh, name, fallback, meta)
+        mesh, fallback, source = _load_ply(path, name, entry)
+        asset = asset_from_trimesh(mesh, name, fallback, meta, source)
     elif unit == "m" and index.kind == "twingap":
-        asset = load_mesh_file(path, name, entry.get("fallback_rgb"))  # the sample: metres, checked
+        asset = load_mesh_file(path, name, fallback, source)  # the sample: metres, checked
         asset = asset.replace(metadata={**asset.metadata, **meta})
     else:
-        if path.suffix.lower() == ".obj":
-            _check_mtl_has_texture(path, entry)
-        asset = _load_unchecked(path, name, entry.get("fallback_rgb"), meta)
+        asset = asset_from_trimesh(read_trimesh(path), name, fallback, meta, source)  # file units
+        if path.suffix.lower() == ".obj" and asset.metadata.get("color_source") == DEFAULT_COLOR_SOURCE:
+            _check_mtl_has_texture(path)
     check_unit(asset.bbox_diagonal, unit, path, name)
     offset = np.asarray(entry.get("offset_m", (0, 0, 0)), dtype=np.float64)
     vertices = asset.vertices * UNITS[unit] + offset
     return asset.replace(vertices=vertices, metadata={**asset.metadata, "offset_m": offset.tolist()})
-
-
-def _load_unchecked(path: Path, name: str, fallback_rgb: Any, meta: dict[str, Any]) -> Asset:
-    """An OBJ / GLB / glTF in its file units (``load_mesh_file`` without its metres check)."""
-    from twingap.assets.asset import read_trimesh
-
-    return asset_from_trimesh(read_trimesh(path), name, fallback_rgb, meta)
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -519,6 +590,7 @@ def write_bop_models(assets: dict[int, Asset], out_dir: str | Path, texcoord: st
 
 
 __all__ = [
+    "COLOR_FORMS",
     "MESH_SUFFIXES",
     "PLAUSIBLE_DIAGONAL_M",
     "UNITS",
@@ -527,6 +599,7 @@ __all__ = [
     "bop_model_info",
     "check_unit",
     "load_model",
+    "parse_color",
     "print_notes",
     "read_index",
     "read_ply_header",

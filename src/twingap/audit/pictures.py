@@ -1,4 +1,4 @@
-"""Pictures for the audit report (matplotlib, no GPU): PNG bytes.
+"""Pictures for the audit report (matplotlib, no GPU): full-size PNG bytes, and light thumbnails.
 
 * :func:`roughness_picture`: the welded mesh from two opposite views, faces coloured by roughness.
 * :func:`holes_picture`: the mesh in grey with interior holes outlined red and the outer cut blue.
@@ -7,6 +7,10 @@
 
 Meshes are drawn with an orthographic camera and the painter's algorithm (faces sorted far to
 near, back faces culled), enough to see where a flaw is.
+
+The pictures are drawn at :data:`FULL_DPI` (twice the display size, to zoom into); :func:`thumbnail`
+makes the display-size WebP (JPEG where Pillow has no WebP) that the report inlines, a few kB each,
+and :func:`encode` the full-size file it links to (WebP quality 90, about 80 kB).
 """
 
 from __future__ import annotations
@@ -16,6 +20,19 @@ import io
 import numpy as np
 
 from twingap.audit.geometry import Welded
+
+#: Dots per inch of the full-size pictures (figure sizes are in inches: 7 in -> 1260 px before cropping).
+FULL_DPI = 180
+
+#: Thumbnail size / full size: the thumbnails are at display size (90 dpi), the full pictures twice that.
+THUMB_SCALE = 0.5
+
+#: Lossy quality of the thumbnails and of the full-size files (Pillow's 0..100 scale, WebP or JPEG).
+THUMB_QUALITY = 80
+FULL_QUALITY = 90
+
+#: File suffix per mime type of :func:`encode`.
+SUFFIXES = {"image/webp": ".webp", "image/jpeg": ".jpg"}
 
 #: View directions (from the object towards the camera), object frame.
 VIEWS = (np.array([1.0, -1.0, 0.8]), np.array([-1.0, 1.0, -0.8]))
@@ -27,16 +44,50 @@ def _figure(width_in: float, height_in: float):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.figure(figsize=(width_in, height_in), dpi=90)
+    return plt.figure(figsize=(width_in, height_in), dpi=FULL_DPI)
 
 
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    fig.savefig(buf, format="png", bbox_inches="tight", pil_kwargs={"compress_level": 1})  # re-encoded later
     plt.close(fig)
     return buf.getvalue()
+
+
+def encode(png: bytes, scale: float = 1.0, quality: int = FULL_QUALITY) -> tuple[bytes, str, int, int]:
+    """Re-encode a picture as lossy WebP (JPEG where Pillow has no WebP), optionally downscaled.
+
+    Args:
+        png: The picture (PNG bytes, as the ``*_picture`` functions return).
+        scale: Output size over input size (Lanczos downscaling; 1.0 keeps the size).
+        quality: WebP / JPEG quality (Pillow's 0..100 scale).
+
+    Returns:
+        ``(bytes, mime type, width px, height px)``; the mime type is ``image/webp`` or ``image/jpeg``
+        (:data:`SUFFIXES` gives the file suffix).
+    """
+    from PIL import Image, features
+
+    with Image.open(io.BytesIO(png)) as im:
+        rgb = im.convert("RGB")
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    if size != rgb.size:
+        rgb = rgb.resize(size, Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    if features.check("webp"):
+        rgb.save(buf, format="WEBP", quality=quality, method=4)
+        mime = "image/webp"
+    else:
+        rgb.save(buf, format="JPEG", quality=quality, optimize=True)
+        mime = "image/jpeg"
+    return buf.getvalue(), mime, size[0], size[1]
+
+
+def thumbnail(png: bytes) -> tuple[bytes, str, int, int]:
+    """The display-size copy of a full-size picture that the report inlines (see :func:`encode`)."""
+    return encode(png, THUMB_SCALE, THUMB_QUALITY)
 
 
 def _basis(view: np.ndarray) -> np.ndarray:

@@ -1,24 +1,33 @@
-"""Write an audit folder: ``audit.json`` (keyed by file stem), ``fixes.json`` and ``report.html``.
+"""Write an audit folder: ``audit.json`` (keyed by file stem), ``fixes.json``, ``report.html``, ``pictures/``.
 
 ``audit.json`` is ``{stem: {"noise": {"level", "score", ...}, "holes": {...}, "texture": {...},
 "baked_light": {...}, "facts": {...}, "cost": {family: ...} (with a study), "source": path}}``; a
 level is 0 (clean) to 3, or null where the family cannot be judged (e.g. no texture). The HTML is
-self-contained (pictures inlined as PNG data).
+self-contained and light: each picture is inlined as a display-size WebP thumbnail (a few kB, see
+:func:`twingap.audit.pictures.thumbnail`) that links to its full-size PNG in ``pictures/`` beside
+the page (``<stem>.<kind>.webp``, twice the display size, WebP quality 90). Moved without that
+folder, the page still shows every thumbnail.
 """
 
 # ruff: noqa: E501  (HTML templates read better unwrapped)
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import math
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 from twingap.audit import pictures
 from twingap.audit.core import AuditResult
 from twingap.audit.cost import Study, cost_of, fix_list, fixes_as_dicts
 from twingap.audit.levels import FAMILIES
-from twingap.io import write_json_atomic, write_text_atomic
+from twingap.io import write_bytes_atomic, write_json_atomic, write_text_atomic
+
+#: Folder of the full-size pictures, beside ``report.html``.
+PICTURES_DIR = "pictures"
 
 FAMILY_TITLES = {
     "noise": "mesh noise",
@@ -63,15 +72,22 @@ def write_audit(
     calibration: dict,
     skipped: list[tuple[str, str]],
 ) -> dict[str, Path]:
-    """Write ``audit.json``, ``fixes.json`` (with a study) and ``report.html``.
+    """Write ``audit.json``, ``fixes.json`` (with a study), ``report.html`` and ``pictures/``.
+
+    Full-size pictures of an earlier audit in ``out_dir/pictures`` (``*.webp``, ``*.jpg``, ``*.png``)
+    that this one does not draw are removed, so the folder matches the page.
 
     Returns:
-        Name -> path of what was written.
+        Name -> path of what was written (``"pictures"``: the folder of full-size pictures).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     attach_costs(results, study)
     records = {r.stem: r.record for r in results}
-    paths = {"audit": out_dir / "audit.json", "report": out_dir / "report.html"}
+    paths = {
+        "audit": out_dir / "audit.json",
+        "report": out_dir / "report.html",
+        "pictures": out_dir / PICTURES_DIR,
+    }
     write_json_atomic(paths["audit"], _clean(records))
     fixes = fix_list(records, study) if study is not None else []
     if study is not None:
@@ -88,12 +104,44 @@ def write_audit(
                 }
             ),
         )
-    write_text_atomic(paths["report"], render_html(results, study, fixes, calibration, skipped))
+    written: list[Path] = []
+    page = render_html(results, study, fixes, calibration, skipped, paths["pictures"], written)
+    old = sorted(paths["pictures"].iterdir()) if paths["pictures"].is_dir() else []
+    for path in old:
+        if path.suffix in (".webp", ".jpg", ".png") and path.is_file() and path not in written:
+            path.unlink()
+    write_text_atomic(paths["report"], page)
     return paths
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+def picture_name(stem: str, kind: str, suffix: str = ".webp") -> str:
+    """File name of a full-size picture: ``<stem>.<kind><suffix>``, the stem safe for a file name and URL.
+
+    A stem with other characters than letters, digits, ``.``, ``_`` and ``-`` has them replaced by
+    ``_`` and gets a short hash of the stem, so that two stems never share a file.
+    """
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", stem)
+    if safe != stem or safe.startswith("."):
+        safe = f"{safe.lstrip('.')}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
+    return f"{safe}.{kind}{suffix}"
+
+
+def _img(png: bytes, alt: str, stem: str, pictures_dir: Path | None, written: list[Path] | None) -> str:
+    """A display-size thumbnail inlined as data; linked to the full-size picture written to ``pictures_dir``."""
+    thumb, mime, w, h = pictures.thumbnail(png)
+    tag = (
+        f"<img alt='{html.escape(alt)}' width='{w}' height='{h}' "
+        f"src='data:{mime};base64,{base64.b64encode(thumb).decode()}'>"
+    )
+    if pictures_dir is None:
+        return tag
+    data, mime, _, _ = pictures.encode(png)
+    full = pictures_dir / picture_name(stem, alt, pictures.SUFFIXES[mime])
+    write_bytes_atomic(full, data)
+    if written is not None:
+        written.append(full)
+    href = html.escape(f"{full.parent.name}/{quote(full.name)}")
+    return f"<a href='{href}' title='full size: {html.escape(full.name)}'>{tag}</a>"
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -162,7 +210,9 @@ def _details(entry: dict) -> str:
     return "<br>".join(items)
 
 
-def _model_section(r: AuditResult) -> str:
+def _model_section(
+    r: AuditResult, pictures_dir: Path | None = None, written: list[Path] | None = None
+) -> str:
     rows = "".join(
         f"<tr><td>{FAMILY_TITLES[fam]}</td>{_level_cell(r.record[fam])}<td class='small'>{_details(r.record[fam])}</td>"
         + (
@@ -175,27 +225,37 @@ def _model_section(r: AuditResult) -> str:
     )
     cost_head = "<th>study cost</th>" if "cost" in r.record else ""
     pics = []
-    w, m = r.welded, r.maps
-    if w is not None:
-        pics.append(_img(pictures.roughness_picture(w, m["noise"]["roughness"]), "roughness"))
-        if len(m["holes"]["boundary"]):
-            pics.append(_img(pictures.holes_picture(w, m["holes"]["boundary"], m["holes"]["outer"]), "holes"))
-    if m.get("texture", {}).get("blur_map") is not None and r.asset is not None:
-        pics.append(
-            _img(
-                pictures.blur_picture(r.asset.texture, m["texture"]["blur_map"], m["texture"]["mask"]), "blur"
-            )
-        )
-    if m.get("baked_light", {}).get("shading") is not None:
-        pics.append(
-            _img(pictures.shading_picture(m["baked_light"]["albedo"], m["baked_light"]["shading"]), "shading")
-        )
+    for kind, png in model_pictures(r):
+        pics.append(_img(png, kind, r.stem, pictures_dir, written))
     return (
         f"<h3 id='{html.escape(r.stem)}'>{html.escape(r.stem)}</h3>"
         f"<p class='small muted'>{html.escape(str(r.record.get('source') or ''))}</p>"
         f"<table><tr><th>family</th><th>level (score)</th><th>measures</th>{cost_head}</tr>{rows}</table>"
         + "".join(f"<div>{p}</div>" for p in pics)
     )
+
+
+def model_pictures(r: AuditResult) -> list[tuple[str, bytes]]:
+    """The full-size pictures of one audited model: ``[(kind, PNG bytes)]``.
+
+    ``roughness`` (always), ``holes`` (when it has boundary edges), ``blur`` (a judged texture),
+    ``shading`` (a fitted shading).
+    """
+    pics = []
+    w, m = r.welded, r.maps
+    if w is not None:
+        pics.append(("roughness", pictures.roughness_picture(w, m["noise"]["roughness"])))
+        if len(m["holes"]["boundary"]):
+            pics.append(("holes", pictures.holes_picture(w, m["holes"]["boundary"], m["holes"]["outer"])))
+    if m.get("texture", {}).get("blur_map") is not None and r.asset is not None:
+        pics.append(
+            ("blur", pictures.blur_picture(r.asset.texture, m["texture"]["blur_map"], m["texture"]["mask"]))
+        )
+    if m.get("baked_light", {}).get("shading") is not None:
+        pics.append(
+            ("shading", pictures.shading_picture(m["baked_light"]["albedo"], m["baked_light"]["shading"]))
+        )
+    return pics
 
 
 def _cost_cell(c: dict | None) -> str:
@@ -207,14 +267,31 @@ def _cost_cell(c: dict | None) -> str:
 
 
 def render_html(
-    results: list[AuditResult], study: Study | None, fixes, calibration: dict, skipped: list[tuple[str, str]]
+    results: list[AuditResult],
+    study: Study | None,
+    fixes,
+    calibration: dict,
+    skipped: list[tuple[str, str]],
+    pictures_dir: Path | None = None,
+    written: list[Path] | None = None,
 ) -> str:
-    """The self-contained report."""
+    """The self-contained report (display-size thumbnails inlined).
+
+    Args:
+        results: The audited models.
+        study: The study the costs come from, or None.
+        fixes: Its ranked fix list.
+        calibration: The calibration the levels come from.
+        skipped: ``(stem, reason)`` of the models that could not be audited.
+        pictures_dir: Where to write the full-size pictures the thumbnails link to (a folder beside
+            the page; its name is the link's folder); None: thumbnails only, unlinked.
+        written: Collects the paths of the full-size pictures written.
+    """
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}table{border-collapse:collapse;margin:.5em 0}"
         "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}.small{font-size:85%}.muted{color:#888}"
         ".l0{background:#e6f4e6}.l1{background:#fff4cc}.l2{background:#ffd9a8}.l3{background:#f8b4b4}.na{background:#eee}"
-        ".fake{background:#c00;color:#fff;padding:.5em;font-weight:bold}img{max-width:100%}"
+        ".fake{background:#c00;color:#fff;padding:.5em;font-weight:bold}img{max-width:100%;height:auto}"
     )
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>twingap audit</title><style>{style}</style></head><body>"
@@ -246,6 +323,14 @@ def render_html(
         + "".join(f"<li>{html.escape(s)}</li>" for s in LIMITS)
         + "</ul>"
     )
-    parts.append("<h2>Models</h2>" + "".join(_model_section(r) for r in results))
+    linked = (
+        f" Click one for the full-size picture (twice as large, in <code>{html.escape(pictures_dir.name)}/</code> beside this page)."
+        if pictures_dir is not None
+        else ""
+    )
+    parts.append(
+        f"<h2>Models</h2><p class='small muted'>Pictures are display-size thumbnails.{linked}</p>"
+        + "".join(_model_section(r, pictures_dir, written) for r in results)
+    )
     parts.append("</body></html>")
     return "\n".join(parts)

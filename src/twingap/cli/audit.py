@@ -30,8 +30,9 @@ def audit_cmd(
 ) -> None:
     """Audit textured meshes with no clean reference: noise, holes, texture blur, baked light, plain facts.
 
-    Writes AUDIT_DIR/audit.json (keyed by file stem) and a self-contained AUDIT_DIR/report.html; with
-    --study also each flaw's measured AP cost and a fix list ranked by AP per artist hour (fixes.json).
+    Writes AUDIT_DIR/audit.json (keyed by file stem) and a self-contained AUDIT_DIR/report.html (thumbnails
+    inlined, each linked to its full-size picture in AUDIT_DIR/pictures/); with --study also each flaw's
+    measured AP cost and a fix list ranked by AP per artist hour (fixes.json).
     Models that cannot be audited are listed and the command exits 2 after writing the rest.
     """
     from twingap.audit.core import audit_asset, collect_inputs
@@ -59,7 +60,9 @@ def audit_cmd(
             typer.echo(f"  warning: {warning}")
     if results:
         paths = write_audit(out, results, study_data, cal, skipped)
-        typer.echo(f"wrote {paths['audit']} and {paths['report']}")
+        typer.echo(
+            f"wrote {paths['audit']} and {paths['report']} (full-size pictures in {paths['pictures']})"
+        )
     if skipped:
         raise TwingapError(
             f"{len(skipped)} of {len(skipped) + len(results)} model(s) could not be audited: "

@@ -138,7 +138,11 @@ def models_cmd(
         ),
     ] = None,
 ) -> None:
-    """Load every model of a library and list its id, name, unit, size and texture (checks the library)."""
+    """Load every model of a library and list its id, name, unit, size and texture (checks the library).
+
+    An untextured model is listed with its colour and where that came from (objects.toml's color, the
+    material's Kd or baseColorFactor, a PLY's vertex colours, or the default grey).
+    """
     from twingap.assets.asset import ModelLibrary
 
     library = ModelLibrary(root)
@@ -146,11 +150,15 @@ def models_cmd(
     for cid, name in library.categories().items():
         asset = library.load(name)
         size_cm = (asset.vertices.max(0) - asset.vertices.min(0)) * 100
-        tex = "x".join(str(v) for v in asset.texture.shape[1::-1]) if asset.textured else "untextured"
+        if asset.textured:
+            tex = "texture " + "x".join(str(v) for v in asset.texture.shape[1::-1])
+        else:  # one colour: say which and where it came from (objects.toml, the material, ...)
+            rgb = " ".join(str(int(c)) for c in asset.texture.reshape(-1, 3)[0])
+            tex = f"no texture, colour {rgb} from {asset.metadata.get('color_source', 'the given colour')}"
         typer.echo(
             f"  {cid:4d} {name:<24s} {library.info[name]['unit']:>2s}  "
             f"{size_cm[0]:.1f} x {size_cm[1]:.1f} x {size_cm[2]:.1f} cm  "
-            f"{len(asset.faces)} faces  texture {tex}"
+            f"{len(asset.faces)} faces  {tex}"
         )
     if to_bop is not None:
         from twingap.assets.library import write_bop_models
