@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,12 +34,13 @@ class StepOutput(NamedTuple):
     Attributes:
         losses: The model's loss terms (scalar tensors, keys among :data:`LOSS_KEYS`).
         loss: Their sum, the loss that was back-propagated.
-        grad_norm: Global L2 norm of the gradients before clipping (NaN when clipping is off).
+        grad_norm: Global L2 norm of the gradients before clipping (NaN when clipping is off); a
+            0-d tensor still on the device when the step did not synchronise (deferred loss log).
     """
 
     losses: dict[str, torch.Tensor]
     loss: torch.Tensor
-    grad_norm: float
+    grad_norm: float | torch.Tensor
 
 
 @dataclass
@@ -140,27 +142,80 @@ class EMA(HookBase):
 class LossLog(HookBase):
     """Appends a row per step to ``state.log_rows``, shows it, and writes ``train_log.csv`` at the end.
 
+    With ``flush_every > 1`` the step's losses stay on the device and are read every ``flush_every``
+    steps, before each checkpoint and after the last step, all at once (one wait for the device
+    instead of one per step): the rows are the same, the divergence check happens on the read (a
+    non-finite loss raises naming its step) and each row's ``seconds`` is its block's mean.
+
     Args:
         path: The CSV file written after the last step.
-        show: Called as ``show(1, loss=..., img_s=...)`` after each step (a progress bar's advance).
+        show: Called as ``show(n, loss=..., img_s=...)`` after each read of ``n`` steps (a progress
+            bar's advance).
+        flush_every: Steps read at once (1: every step, read as it finishes).
     """
 
-    def __init__(self, path: Path, show: Callable[..., None]) -> None:
-        self.path, self.show = path, show
+    def __init__(self, path: Path, show: Callable[..., None], flush_every: int = 1) -> None:
+        self.path, self.show, self.flush_every = path, show, max(1, int(flush_every))
+        self._pending: list[tuple[int, float, StepOutput]] = []
+        self._block_started = 0.0
 
     def after_step(self, state: TrainState) -> None:
-        """Log the step's losses, learning rate, gradient norm and seconds."""
+        """Log the step's losses, learning rate, gradient norm and seconds (or queue them)."""
         out = state.out
-        dt = time.perf_counter() - state.step_started
-        row = {"step": state.step, "lr": state.lr, "loss": float(out.loss.detach()), "seconds": dt}
-        row["grad_norm"] = out.grad_norm
-        row.update({k: float(out.losses[k].detach()) for k in LOSS_KEYS if k in out.losses})
-        state.log_rows.append(row)
-        self.show(1, loss=f"{row['loss']:.3f}", img_s=f"{state.cfg.batch_size / dt:.1f}")
+        if self.flush_every == 1:
+            dt = time.perf_counter() - state.step_started
+            row = {"step": state.step, "lr": state.lr, "loss": float(out.loss.detach()), "seconds": dt}
+            row["grad_norm"] = out.grad_norm
+            row.update({k: float(out.losses[k].detach()) for k in LOSS_KEYS if k in out.losses})
+            state.log_rows.append(row)
+            self.show(1, loss=f"{row['loss']:.3f}", img_s=f"{state.cfg.batch_size / dt:.1f}")
+            return
+        if not self._pending:
+            self._block_started = state.step_started
+        self._pending.append((state.step, state.lr, out))
+        done, cfg = state.step + 1, state.cfg
+        ckpt = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
+        if done % self.flush_every == 0 or ckpt or done >= cfg.iterations:
+            self.flush(state)
+
+    def flush(self, state: TrainState) -> None:
+        """Read the queued steps' losses from the device at once and append their rows.
+
+        Raises:
+            TwingapError: If a queued step's loss is not finite (the run diverged at that step).
+        """
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        keys = [k for k in LOSS_KEYS if k in pending[0][2].losses]
+        values = torch.stack(
+            [
+                torch.stack([out.loss.detach(), *(out.losses[k].detach() for k in keys), _as_tensor(out)])
+                for _, _, out in pending
+            ]
+        ).tolist()
+        dt = (time.perf_counter() - self._block_started) / len(pending)
+        for (step, lr, _), (loss, *terms, grad_norm) in zip(pending, values, strict=True):
+            if not math.isfinite(loss):
+                raise TwingapError(f"training diverged at step {step} (loss {loss}); lower the lr")
+            row = {"step": step, "lr": lr, "loss": loss, "seconds": dt, "grad_norm": grad_norm}
+            row.update(zip(keys, terms, strict=True))
+            state.log_rows.append(row)
+        last = state.log_rows[-1]
+        self.show(len(pending), loss=f"{last['loss']:.3f}", img_s=f"{state.cfg.batch_size / dt:.1f}")
 
     def after_train(self, state: TrainState) -> None:
         """Write the whole log (resumed steps included) to the CSV file."""
+        self.flush(state)
         write_log(self.path, state.log_rows)
+
+
+def _as_tensor(out: StepOutput) -> torch.Tensor:
+    """The step's gradient norm as a float32 0-d tensor on the loss's device."""
+    g = out.grad_norm
+    if isinstance(g, torch.Tensor):
+        return g.detach().to(out.loss.device, torch.float32)
+    return torch.tensor(g, dtype=torch.float32, device=out.loss.device)
 
 
 class Checkpointer(HookBase):
