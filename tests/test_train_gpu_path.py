@@ -123,7 +123,8 @@ def test_data_workers_only_for_uncached_training_on_cuda():
     assert 0 <= engine.data_workers_for(PRESETS["paper"], cuda) <= 4
     assert engine.data_workers_for(PRESETS["paper"], cpu) == 0
     assert engine.data_workers_for(PRESETS["quick"], cuda) == 0  # cached: features already on the device
-    assert engine.log_flush_every(PRESETS["paper"], cuda) == 10 and engine.log_flush_every(PRESETS["paper"], cpu) == 1
+    assert engine.log_flush_every(PRESETS["paper"], cuda) == 10
+    assert engine.log_flush_every(PRESETS["paper"], cpu) == 1
 
 
 def _defer(monkeypatch, every: int) -> None:
