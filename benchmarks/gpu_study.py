@@ -6,7 +6,8 @@ Prints, measured in the same run on the same machine (read the ratios, not absol
    + 40 composed layouts besides the 40 twins, ``--study-steps`` training steps; ``--study tiny``: the
    tiny preset) run by ``twingap study`` (local executor, ``--study-workers`` jobs), and its wall time
    by stage: scenes, test sets, and per job stage (render counted once per condition, train, predict,
-   evaluate) summed over jobs, from the job manifests (as the report's timings).
+   evaluate) summed over jobs, from the job manifests (as the report's timings); killed after
+   ``--study-max-s`` (then only its finished jobs count).
 2. ``quick old``: the quick preset as a study trains it today, one process per training: ``--jobs``
    processes side by side on ``--device``, ``--quick-steps`` steps each on the study's clean render
    (or a synthetic set when the study did not render one). Aggregate steps/s = the sum over processes of
@@ -107,8 +108,11 @@ def worker(args: argparse.Namespace) -> None:
     out: dict[str, Any]
     if args.worker == "group":
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from group_speed import measure_group_speed
-
+        try:
+            from group_speed import measure_group_speed
+        except ImportError as exc:  # the group trainer's benchmark is not there (yet)
+            print(json.dumps({"unavailable": f"{type(exc).__name__}: {exc}"}), flush=True)
+            return
         out = dict(measure_group_speed(args.device, args.jobs, args.quick_steps, preset="quick"))
         print(json.dumps(out, default=str), flush=True)
         return
@@ -225,7 +229,8 @@ def study_section(args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        log, _ = p.communicate(timeout=max(1.0, budget.left() - 4 * MIN_S["paper"]["cuda"]))
+        limit = min(args.study_max_s, budget.left() - 4 * MIN_S["paper"]["cuda"])
+        log, _ = p.communicate(timeout=max(1.0, limit))
         status = "done" if p.returncode == 0 else f"exit {p.returncode}: {log.strip().splitlines()[-1][:120]}"
     except subprocess.TimeoutExpired:
         p.kill()
@@ -314,7 +319,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         res = _collect(procs, budget)
         report["quick_old"] = res
         old, note = _aggregate(res)
-        rows.append((f"quick old path ({args.jobs} procs, {args.device})", f"{old:.1f} steps/s", "", note))
+        rows.append((f"quick old path ({args.jobs} procs, {args.device})", f"{old:.3g} steps/s", "", note))
     else:
         rows.append(("quick old path", "skipped: budget", "", ""))
 
@@ -322,13 +327,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if budget.fits("group", args.device):
         res = _collect([_spawn(args, "group", [])], budget)[0]
         report["quick_group"] = res
-        if isinstance(res, str):
-            avail = "group path not available" if "group_speed" in res else res
-            rows.append((f"quick group path (k={args.jobs})", avail, "", ""))
+        if isinstance(res, dict) and "unavailable" in res:
+            print(f"the group path is not available ({res['unavailable']}); continuing", flush=True)
+            rows.append((f"quick group path (k={args.jobs})", "not available", "", res["unavailable"]))
+        elif isinstance(res, str):
+            rows.append((f"quick group path (k={args.jobs})", "failed", "", res))
         else:
             group = _group_rate(res)
             note = ", ".join(f"{k} {v}" for k, v in res.items())[:90]
-            rows.append((f"quick group path (k={args.jobs})", f"{group:.1f} steps/s", "", note))
+            rows.append((f"quick group path (k={args.jobs})", f"{group:.3g} steps/s", "", note))
     else:
         rows.append(("quick group path", "skipped: budget", "", ""))
 
@@ -348,7 +355,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             res = _collect(procs, budget)
             report["quick_cpu"] = res
             cpu, note = _aggregate(res)
-            rows.append((f"quick CPU only ({n} procs x 1 thread)", f"{cpu:.1f} steps/s", "1.00", note))
+            rows.append((f"quick CPU only ({n} procs x 1 thread)", f"{cpu:.3g} steps/s", "1.00", note))
         else:
             rows.append(("quick CPU only", "skipped: budget", "", ""))
     for i, rate in enumerate((old, group)):
@@ -372,13 +379,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         peak = f"; peak {res['peak_gib']:.2f} GiB" if res["peak_gib"] is not None else ""
         note = f"{res['amp']}, {res['data_workers']} data workers, {res['steps']} steps{peak}"
-        rows.append((label, f"{res['images_s']:.1f} img/s", "", note))
+        rows.append((label, f"{res['images_s']:.3g} img/s", "", note))
     report["paper"] = paper
     fp32 = paper.get("fp32")
     if isinstance(fp32, dict) and fp32["images_s"] > 0:
         for i, (m, v, _, note) in enumerate(rows):
-            if m.startswith("paper ") and v.endswith("img/s"):
-                rows[i] = (m, v, f"{float(v.split()[0]) / fp32['images_s']:.2f}", note + " (ratio vs fp32)")
+            res = paper.get(m.removeprefix("paper ").split(" (")[0])
+            if m.startswith("paper ") and isinstance(res, dict):
+                rows[i] = (m, v, f"{res['images_s'] / fp32['images_s']:.2f}", note + " (ratio vs fp32)")
 
     if study is not None:
         keys = ("scenes", "testsets", "render", "train", "predict", "evaluate")
@@ -390,10 +398,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         rows.append(("study", "skipped" if args.study == "none" else "skipped: budget", "", ""))
 
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'measure':<{width}}  {'value':>16}  {'ratio':>6}  note")
+    width, vw = max(len(r[0]) for r in rows), max(len(r[1]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'value':>{vw}}  {'ratio':>6}  note")
     for m, v, r, note in rows:
-        print(f"{m:<{width}}  {v:>16}  {r:>6}  {note}")
+        print(f"{m:<{width}}  {v:>{vw}}  {r:>6}  {note}")
     print(f"(budget {args.budget_s:.0f} s, {budget.left():.0f} s left)")
     report["rows"] = rows
     if args.out:
@@ -410,6 +418,7 @@ def main() -> None:
     ap.add_argument("--study", default="quick", choices=("quick", "tiny", "none"))
     ap.add_argument("--study-steps", type=int, default=150, help="training steps of the short quick study")
     ap.add_argument("--study-workers", type=int, default=2, help="study jobs side by side")
+    ap.add_argument("--study-max-s", type=float, default=200.0, help="the study is killed after this")
     ap.add_argument("--jobs", type=int, default=12, help="quick trainings side by side (old path) / group k")
     ap.add_argument("--quick-steps", type=int, default=60)
     ap.add_argument("--cpu-jobs", type=int, default=0, help="CPU-only trainings side by side (0: all cores)")

@@ -234,7 +234,7 @@ def _worker_init(_worker_id: int) -> None:
 def data_workers_for(cfg: TrainConfig, device: torch.device) -> int:
     """How many data-loading worker processes :func:`train` uses when not told: 0 means inline.
 
-    Uncached training on CUDA (the ``paper`` recipe) decodes augmentations in up to 4 worker
+    Uncached training on CUDA (the ``paper`` recipe) builds its augmented batches in up to 4 worker
     processes (one CPU core left to the training process); everything else builds its batches
     inline (a cached step reads features already on the device; on a CPU the workers would take
     cores from the training itself).
