@@ -27,18 +27,17 @@ Prints, measured in the same run on the same machine (read the ratios, not absol
 section on the CPU (a smoke run: the ``quick old`` row is then the CPU row).
 
 Usage (here, a CPU smoke run):
-    PYTHONPATH=src nice .venv/bin/python benchmarks/gpu_study.py --device cpu --budget-s 600 \
-        --study tiny --jobs 2 --quick-steps 12 --cpu-jobs 2 --paper-size 160x120 --paper-batch 2 \
-        --paper-steps 6
+    PYTHONPATH=src nice .venv/bin/python benchmarks/gpu_study.py --device cpu --budget-s 480 \
+        --study tiny --jobs 2 --quick-steps 12 --paper-size 128x96 --paper-batch 1 --paper-steps 4
 
 On the GPU machine (kit: ``../shared/tools/device/README.md``): from the project root run
 ``bash ../shared/tools/device/prepare.sh``; device ``run`` call 1 with carry
 ``[".dev/sample/ycbv_real_frames"]`` and command
 ``mkdir -p /tmp/sample && cp -a .dev/sample/ycbv_real_frames /tmp/sample/ && du -sh /tmp/sample``;
 at once device ``run`` call 2 with carry ``[".dev/sample/models", ".dev/whl", ".gl", ".dev/env.sh"]``,
-``timeout_s`` 540 and command::
+``timeout_s`` 480 and command::
 
-    source .dev/env.sh && python3 benchmarks/gpu_study.py --device cuda --budget-s 440 \
+    source .dev/env.sh && python3 benchmarks/gpu_study.py --device cuda --budget-s 420 \
         --workdir /tmp/gpu_study --out $OUT/gpu_study.json
 
 then ``bash ../shared/tools/device/restore.sh`` (``git status`` must show no deleted file).
@@ -412,7 +411,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    ap.add_argument("--budget-s", type=float, default=440.0, help="seconds for the whole run")
+    ap.add_argument("--budget-s", type=float, default=420.0, help="seconds for the whole run")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/twingap_gpu_study"))
     ap.add_argument("--out", type=Path, default=None, help="write every measurement as JSON here")
     ap.add_argument("--study", default="quick", choices=("quick", "tiny", "none"))
