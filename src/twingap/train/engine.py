@@ -189,6 +189,65 @@ def _image_tensor(img: np.ndarray, p: AugParams, device: torch.device) -> torch.
     return torch.from_numpy(apply_image(img, p)).permute(2, 0, 1).contiguous().to(device)
 
 
+def _augmented_batch(
+    ds: TrainSet, cfg: TrainConfig, entries: list[int], step: int, device: torch.device
+) -> tuple[list[torch.Tensor], list[dict]]:
+    """The augmented images and targets of uncached step ``step`` (images ``entries``), on ``device``.
+
+    Slot ``j``'s augmentation comes from a generator keyed by (seed, step, j), so the batch is the
+    same function of the step wherever it is built (inline or in a data-loading worker process).
+    """
+    images, targets = [], []
+    for slot, i in enumerate(entries):
+        p = _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_AUG, step, slot)))
+        images.append(_image_tensor(ds.images[i], p, device))
+        targets.append(_to_target(ds, i, p, cfg, device))
+    return images, targets
+
+
+class _StepData(torch.utils.data.Dataset):
+    """Item ``step``: ``(step, images, targets)`` of uncached training, built on the CPU.
+
+    What a data-loading worker process computes (:class:`_Batches` with ``workers > 0``): the same
+    order (:class:`_Sampler`) and keyed augmentations as the inline path, so the batches are equal.
+    """
+
+    def __init__(self, ds: TrainSet, cfg: TrainConfig) -> None:
+        self.ds, self.cfg = ds, cfg
+        self.sampler = _Sampler(len(ds), cfg.seed)
+
+    def __len__(self) -> int:
+        return self.cfg.iterations
+
+    def __getitem__(self, step: int) -> tuple[int, list[torch.Tensor], list[dict]]:
+        entries = self.sampler.batch(step, self.cfg.batch_size)
+        return (step, *_augmented_batch(self.ds, self.cfg, entries, step, torch.device("cpu")))
+
+
+def _worker_init(_worker_id: int) -> None:
+    """A data-loading worker computes on one thread (the workers run side by side)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def data_workers_for(cfg: TrainConfig, device: torch.device) -> int:
+    """How many data-loading worker processes :func:`train` uses when not told: 0 means inline.
+
+    Uncached training on CUDA (the ``paper`` recipe) builds its augmented batches in up to 4 worker
+    processes (one CPU core left to the training process); everything else builds its batches
+    inline (a cached step reads features already on the device; on a CPU the workers would take
+    cores from the training itself).
+    """
+    import os
+
+    if device.type != "cuda" or cfg.uses_cache:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(4, cores - 1))
+
+
 class _FeatureCache:
     """Frozen-body features per (image, variant), stored in float16 to halve memory.
 
@@ -339,6 +398,7 @@ class _Batches:
         device: torch.device,
         progress: bool,
         amp: torch.dtype | None = None,
+        workers: int = 0,
     ) -> None:
         self.ds, self.cfg, self.device, self.amp = ds, cfg, device, amp
         self.cache = None
@@ -346,19 +406,57 @@ class _Batches:
             self.cache = _FeatureCache(model, ds, cfg, device, progress)
             model.backbone.body.eval()
         self.sampler = _Sampler(len(self.cache) if self.cache is not None else len(ds), cfg.seed)
+        self.workers = 0 if self.cache is not None else max(0, int(workers))
+        self._loader: Any = None
+        self._next = -1
 
     def __call__(self, step: int) -> _Batch:
         ds, cfg, cache, device = self.ds, self.cfg, self.cache, self.device
+        if self.workers:
+            images, targets = self._loaded(step)
+            return _Batch(step, targets, images=images, device=device, amp=self.amp)
         entries = self.sampler.batch(step, cfg.batch_size)
         if cache is not None:
             targets = [_to_target(ds, cache.index[e][0], cache.params[e], cfg, device) for e in entries]
             return _Batch(step, targets, entries=entries, cache=cache, device=device, amp=self.amp)
-        images, targets = [], []
-        for slot, i in enumerate(entries):
-            p = _aug(cfg, np.random.default_rng(_key(cfg.seed, _STREAM_AUG, step, slot)))
-            images.append(_image_tensor(ds.images[i], p, device))
-            targets.append(_to_target(ds, i, p, cfg, device))
+        images, targets = _augmented_batch(ds, cfg, entries, step, device)
         return _Batch(step, targets, images=images, device=device, amp=self.amp)
+
+    def _loaded(self, step: int) -> tuple[list[torch.Tensor], list[dict]]:
+        """Step ``step``'s images and targets from the worker processes, copied to the device.
+
+        The loader runs ahead over steps ``step .. iterations - 1`` (restarted if asked out of
+        order); on CUDA its batches are in pinned memory and copied without blocking.
+        """
+        if self._loader is None or step != self._next:
+            self.close()
+            cuda = self.device.type == "cuda"
+            loader = torch.utils.data.DataLoader(
+                _StepData(self.ds, self.cfg),
+                batch_size=None,
+                sampler=range(step, self.cfg.iterations),
+                num_workers=self.workers,
+                pin_memory=cuda,
+                prefetch_factor=4,
+                worker_init_fn=_worker_init,
+                # the loader's own seed draw must not consume the global torch RNG the step reseeded
+                generator=torch.Generator().manual_seed(self.cfg.seed),
+            )
+            self._loader = iter(loader)
+        got, images, targets = next(self._loader)
+        if got != step:  # cannot happen with a sequential sampler; a wrong batch must never train
+            raise TwingapError(f"data loader returned step {got} for step {step}")
+        self._next = step + 1
+        nb = self.device.type == "cuda"
+        images = [x.to(self.device, non_blocking=nb) for x in images]
+        targets = [{k: v.to(self.device, non_blocking=nb) for k, v in t.items()} for t in targets]
+        return images, targets
+
+    def close(self) -> None:
+        """Stop the data-loading worker processes (if any are running)."""
+        loader, self._loader = self._loader, None
+        if loader is not None and hasattr(loader, "_shutdown_workers"):
+            loader._shutdown_workers()
 
 
 def _forward(model, batch: _Batch) -> dict[str, torch.Tensor]:
@@ -381,15 +479,17 @@ def _train_step(
 
     Args:
         model: The model (training mode).
-        batch: The step's batch.
+        batch: The step's inputs.
         optimizer: SGD over the trainable parameters.
-        cfg: The run's configuration (gradient clipping).
-        sync: Read the loss on the host to check it (and the gradient norm to log it) now. False
-            (the CUDA group trainer) leaves both on the device: no host sync in the step; the loss
-            is checked when the log is read (:meth:`TrainState.resolve_log`). The update is the same.
+        cfg: The training configuration (gradient clipping).
+        sync: Check the loss here and return the gradient norm as a float (both read the device).
+            False leaves both on the device: the loss log checks the loss when it reads a block of
+            steps (:meth:`twingap.train.hooks.TrainState.resolve_log`: a deferred log, every
+            ``flush_every`` steps or a group's read) and the gradient
+            norm stays a tensor, so a CUDA step queues its kernels without waiting for them.
 
     Raises:
-        TwingapError: If the loss is not finite (the run diverged; only with ``sync``).
+        TwingapError: If ``sync`` and the loss is not finite (the run diverged).
     """
     losses = _forward(model, batch)
     loss = sum(losses.values())
@@ -404,6 +504,15 @@ def _train_step(
         grad_norm = float(grad_norm) if sync else grad_norm.detach()
     optimizer.step()
     return StepOutput(losses, loss, grad_norm)
+
+
+def log_flush_every(cfg: TrainConfig, device: torch.device) -> int:
+    """Steps whose losses the log reads from the device at once: ``cfg.log_every`` on CUDA, else 1.
+
+    Reading a loss waits for the step's kernels; on a CPU that costs nothing, on a GPU it would
+    stall the queue every step. The log's rows are the same either way (one per step).
+    """
+    return max(1, cfg.log_every) if device.type == "cuda" else 1
 
 
 def _step(state: TrainState, batches: _Batches, hooks: list[HookBase], step: int) -> None:
@@ -431,12 +540,13 @@ def _run_loop(state: TrainState, batches: _Batches, hooks: list[HookBase]) -> No
         h.after_train(state)
 
 
-def _hooks(cfg: TrainConfig, run_dir: Path, d_hash: str, show: Any) -> list[HookBase]:
+def _hooks(cfg: TrainConfig, run_dir: Path, d_hash: str, show: Any, flush_every: int = 1) -> list[HookBase]:
     """The hooks of a training run, in the order they run: lr, EMA, loss log, checkpoint."""
     hooks: list[HookBase] = [LRSchedule(lambda step: lr_at(cfg, step))]
     if cfg.ema_decay > 0:
         hooks.append(EMA(cfg.ema_decay, int(cfg.ema_start * cfg.iterations)))
-    return [*hooks, LossLog(run_dir / "train_log.csv", show), Checkpointer(run_dir / "checkpoint.pt", d_hash)]
+    log = LossLog(run_dir / "train_log.csv", show, flush_every)
+    return [*hooks, log, Checkpointer(run_dir / "checkpoint.pt", d_hash)]
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -523,9 +633,16 @@ class _Run:
 
 
 def _open_run(
-    dataset_dir: Path, run_dir: Path, cfg: TrainConfig, resume: bool, progress: bool
+    dataset_dir: Path,
+    run_dir: Path,
+    cfg: TrainConfig,
+    resume: bool,
+    progress: bool,
+    data_workers: int | None = None,
 ) -> _Run | Path:
     """Set a run up to its first step: folder, dataset, config and meta files, model, checkpoint, cache.
+
+    ``data_workers`` as in :func:`train`; the caller closes ``run.batches`` (its worker processes).
 
     Returns:
         The run, or the final weights' path when ``resume`` finds the run finished.
@@ -533,6 +650,8 @@ def _open_run(
     Raises:
         TwingapError: As :func:`train`.
     """
+    if data_workers is not None and data_workers < 0:
+        raise TwingapError(f"data_workers must be >= 0 (0 builds batches inline), got {data_workers}")
     final = run_dir / "model_final.pt"
     _check_run_dir(run_dir, resume)
     if resume and final.is_file():
@@ -551,13 +670,15 @@ def _open_run(
     write_json_atomic(run_dir / "config.json", cfg.to_dict())
     meta = _run_meta(cfg, ds, dataset_dir, d_hash, device)
     meta["amp_dtype_used"] = str(amp).removeprefix("torch.") if amp is not None else "float32"
+    workers = 0 if cfg.uses_cache else data_workers_for(cfg, device) if data_workers is None else data_workers
+    meta["data_workers"] = workers
     write_json_atomic(run_dir / "meta.json", meta)
 
     state = _initial_state(cfg, ds.num_classes, device, amp)
     if ckpt is not None:
         restore(state, ckpt)
     t_cache, c_cache = time.perf_counter(), time.process_time()
-    batches = _Batches(state.model, ds, cfg, device, progress, amp)
+    batches = _Batches(state.model, ds, cfg, device, progress, amp, workers)
     t_cache, c_cache = time.perf_counter() - t_cache, time.process_time() - c_cache
     return _Run(cfg, dataset_dir, run_dir, ds, d_hash, meta, state, batches, t_start, t_cache, c_cache)
 
@@ -600,6 +721,7 @@ def train(
     config: TrainConfig | None = None,
     resume: bool = False,
     progress: bool = True,
+    data_workers: int | None = None,
 ) -> Path:
     """Train a Mask R-CNN on a COCO dataset folder; returns the final weights' path.
 
@@ -611,6 +733,9 @@ def train(
             resumed run ends with the same weights, bit for bit, as an uninterrupted one on
             the same machine and thread count.
         progress: Show a rich progress bar with loss and images/s.
+        data_workers: Worker processes that build uncached training's augmented batches (0: inline;
+            None: :func:`data_workers_for`, i.e. up to 4 on CUDA). The batches, and so the run, are
+            the same whatever the number; a cached run always builds its batches inline.
 
     Returns:
         Path of ``run_dir/model_final.pt``.
@@ -620,12 +745,17 @@ def train(
             whose config or dataset differs from the checkpoint's, or an unavailable device.
     """
     cfg = (config or PRESETS["quick"]).validate()
-    run = _open_run(Path(dataset_dir), Path(run_dir), cfg, resume, progress)
+    run = _open_run(Path(dataset_dir), Path(run_dir), cfg, resume, progress, data_workers)
     if isinstance(run, Path):
         return run
+    flush = log_flush_every(cfg, run.batches.device)
+    run.state.deferred = flush > 1  # CUDA: the log reads the device every `flush` steps, not every step
     t_loop, c_loop = time.perf_counter(), time.process_time()
-    with _progress(progress, cfg.iterations, "training", start=run.state.start) as advance:
-        _run_loop(run.state, run.batches, _hooks(cfg, run.run_dir, run.d_hash, advance))
+    try:
+        with _progress(progress, cfg.iterations, "training", start=run.state.start) as advance:
+            _run_loop(run.state, run.batches, _hooks(cfg, run.run_dir, run.d_hash, advance, flush))
+    finally:
+        run.batches.close()
     t_loop, c_loop = time.perf_counter() - t_loop, time.process_time() - c_loop
     return _close_run(run, t_loop, c_loop)
 

@@ -171,16 +171,23 @@ class EMA(HookBase):
 class LossLog(HookBase):
     """Appends a row per step to ``state.log_rows``, shows it, and writes ``train_log.csv`` at the end.
 
+    With :attr:`TrainState.deferred` (CUDA) the step's losses stay on the device and
+    :meth:`TrainState.resolve_log` reads them every ``flush_every`` steps, before each checkpoint and
+    after the last step, all at once (one wait for the device instead of one per step): the rows are
+    the same, and the divergence check happens on the read (a non-finite loss raises naming its step).
+
     Args:
         path: The CSV file written after the last step.
-        show: Called as ``show(1, loss=..., img_s=...)`` after each step (a progress bar's advance).
+        show: Called as ``show(1, loss=..., img_s=...)`` after each step (a progress bar's advance;
+            without ``loss`` for a deferred step not read yet).
+        flush_every: Steps between reads of a deferred log (1: every step).
     """
 
-    def __init__(self, path: Path, show: Callable[..., None]) -> None:
-        self.path, self.show = path, show
+    def __init__(self, path: Path, show: Callable[..., None], flush_every: int = 1) -> None:
+        self.path, self.show, self.flush_every = path, show, max(1, int(flush_every))
 
     def after_step(self, state: TrainState) -> None:
-        """Log the step's losses, learning rate, gradient norm and seconds."""
+        """Log the step's losses, learning rate, gradient norm and seconds (or queue them)."""
         out = state.out
         dt = time.perf_counter() - state.step_started
         if state.deferred:  # the tensors themselves: read later, all at once (TrainState.resolve_log)
@@ -189,7 +196,13 @@ class LossLog(HookBase):
             row.update({k: out.losses[k].detach() for k in LOSS_KEYS if k in out.losses})
             state.log_rows.append(row)
             state._pending += 1
-            self.show(1, img_s=f"{state.cfg.batch_size / dt:.1f}")
+            if (state.step + 1) % self.flush_every == 0 or state.step + 1 >= state.cfg.iterations:
+                state.resolve_log()
+                self.show(
+                    1, loss=f"{state.log_rows[-1]['loss']:.3f}", img_s=f"{state.cfg.batch_size / dt:.1f}"
+                )
+            else:
+                self.show(1, img_s=f"{state.cfg.batch_size / dt:.1f}")
             return
         row = {"step": state.step, "lr": state.lr, "loss": float(out.loss.detach()), "seconds": dt}
         row["grad_norm"] = out.grad_norm
