@@ -439,6 +439,9 @@ class _Batches:
                 pin_memory=cuda,
                 prefetch_factor=4,
                 worker_init_fn=_worker_init,
+                # spawned, not forked: a fork of a process with OpenCV's or torch's threads (or CUDA)
+                # can deadlock in the child (seen: cv2.setNumThreads hung in a forked worker)
+                multiprocessing_context="spawn",
                 # the loader's own seed draw must not consume the global torch RNG the step reseeded
                 generator=torch.Generator().manual_seed(self.cfg.seed),
             )
