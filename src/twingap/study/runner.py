@@ -943,7 +943,7 @@ def _run_blocks(
             if len(finished) >= policy.max_seeds:
                 stop = "cap"
                 break
-        if pending and budget is not None:
+        if pending and budget is not None and finished:  # the first block always finishes: an answer
             elapsed = seeding.now() - started
             if elapsed >= budget:
                 stop, unfinished = "budget", seed
@@ -954,7 +954,7 @@ def _run_blocks(
                 break
         cfg.seeds = [*finished, seed]
         init_run(run_dir, cfg)
-        if budget is not None and not deadline_set:
+        if budget is not None and not deadline_set and finished:
             seeding.set_deadline(run_dir, started + budget, policy.budget_label)
             deadline_set = True
         ran: list[dict] = []
@@ -1060,9 +1060,10 @@ def _stop_message(
                 f"stopped by the budget ({policy.budget_label}) after {seeds}{why}: {got}; "
                 "rerun the same command to add seeds"
             )
+        one = " (one seed: differences without intervals or verdicts)" if n == 1 else ""
         return (
             f"stopped by the budget ({policy.budget_label}) after {n} of {len(asked)} seed blocks{why}: "
-            "fewer seeds than asked; rerun the same command to continue"
+            f"fewer seeds than asked{one}; rerun the same command to continue"
         )
     if stop in ("failed", "unfinished"):
         return f"stopped after {seeds}: {detail}"

@@ -15,8 +15,10 @@ paired differences to clean are taken within a block). Two policies decide which
   freedom per condition and the report cannot check it (its split-half replication needs 3), so the
   study stops on the same number its report shows.
 
-A **budget** (``--budget 30m``) bounds one invocation's wall time, with either policy: no job starts
-once it is spent (jobs in flight finish), and a block does not start when the blocks measured so
+A **budget** (``--budget 30m``) bounds one invocation's wall time, with either policy, but never
+leaves a study without an answer: a run with no finished block finishes its first block whatever
+the budget (on a slow CPU that block alone can take longer). After that no job starts once the
+budget is spent (jobs in flight finish), and a block does not start when the blocks measured so
 far in this invocation say it would end after the budget. Every finished block counts: the run
 folder's configuration then lists the finished blocks' seeds only (the report and ``compare`` see a
 consistent study), and the unfinished jobs stay in ``jobs/`` to resume (rerun the same command).
