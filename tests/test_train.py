@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.tiny_train import TINY
 
 from twingap.cli import main
 from twingap.errors import TwingapError
@@ -16,20 +17,6 @@ from twingap.train.config import PRESETS, TrainConfig, load_config
 from twingap.train.engine import train
 from twingap.train.model import build_model
 from twingap.train.paste import toy_dataset
-
-TINY = TrainConfig(
-    image_size=(96, 72),
-    iterations=6,
-    batch_size=2,
-    lr=0.01,
-    warmup_iters=2,
-    aug_variants=2,
-    checkpoint_every=3,
-    threads=1,
-    ema_start=0.5,
-    amp_dtype="none",
-    channels_last=False,
-)
 
 
 @pytest.fixture(scope="module")

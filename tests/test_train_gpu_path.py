@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.tiny_train import TINY as TINY_TRAIN
 
 from twingap.errors import TwingapError
 from twingap.train import engine
-from twingap.train.config import PRESETS, TrainConfig
+from twingap.train.config import PRESETS
 from twingap.train.data import load_train_set
 from twingap.train.engine import train
 from twingap.train.paste import toy_dataset
@@ -33,18 +34,8 @@ PAPER_TINY = PRESETS["paper"].replace(
     device="cpu",
 )
 
-#: The quick recipe's tiny test config (as tests/test_train.py).
-TINY = TrainConfig(
-    image_size=(96, 72),
-    iterations=7,
-    batch_size=2,
-    lr=0.01,
-    warmup_iters=2,
-    checkpoint_every=3,
-    threads=1,
-    amp_dtype="none",
-    channels_last=False,
-)
+#: The training tests' tiny config, 7 steps.
+TINY = TINY_TRAIN.replace(iterations=7)
 
 
 @pytest.fixture(scope="module")

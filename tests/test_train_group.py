@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.tiny_train import TINY
 
 from twingap.errors import TwingapError
 from twingap.train import engine
@@ -19,19 +20,6 @@ from twingap.train.engine import train
 from twingap.train.group import train_group
 from twingap.train.paste import toy_dataset
 
-TINY = TrainConfig(
-    image_size=(96, 72),
-    iterations=6,
-    batch_size=2,
-    lr=0.01,
-    warmup_iters=2,
-    aug_variants=2,
-    checkpoint_every=3,
-    threads=1,
-    ema_start=0.5,
-    amp_dtype="none",
-    channels_last=False,
-)
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 

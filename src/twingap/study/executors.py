@@ -108,23 +108,40 @@ class LocalExecutor:
                 pending = set(futures)
                 while pending:
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        jids = futures[fut]
-                        try:
-                            res = fut.result()
-                            results = res if grouped else [res]
-                        except Exception as exc:  # the worker process died (segfault, OOM kill)
-                            results = [_record_crash(run_dir, jid, exc) for jid in jids]
-                        for res in results:
-                            out.append(res)
-                            if progress:
-                                bar.console.print(_describe(res))
-                            bar.advance(task)
+                    for fut in finished:  # fut.result() raises when the worker died (segfault, OOM kill)
+                        _collect(run_dir, futures[fut], fut.result, grouped, out, bar, task, progress)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         return out
+
+
+def _collect(
+    run_dir: str | Path,
+    job_ids: list[str],
+    get: Any,
+    grouped: bool,
+    out: list[dict[str, Any]],
+    bar: Any,
+    task: Any,
+    progress: bool,
+) -> None:
+    """Append the summaries of one finished job (or group) to ``out`` and advance the progress bar.
+
+    ``get()`` returns the job's summary (a list of them for a group) or raises when the process or
+    task that ran it died; each of its jobs is then recorded as crashed.
+    """
+    try:
+        res = get()
+        results = res if grouped else [res]
+    except Exception as exc:
+        results = [_record_crash(run_dir, jid, exc) for jid in job_ids]
+    for res in results:
+        out.append(res)
+        if progress:
+            bar.console.print(_describe(res))
+        bar.advance(task)
 
 
 def _record_crash(run_dir: str | Path, job_id: str, exc: BaseException) -> dict[str, Any]:
@@ -301,18 +318,17 @@ class RayExecutor:
                 refs = {remote.remote(run_dir, g if grouped else g[0]): g for g in groups}
                 while refs:
                     ready, _ = ray.wait(list(refs), num_returns=1)
-                    for ref in ready:
-                        jids = refs.pop(ref)
-                        try:
-                            res = ray.get(ref)
-                            results = res if grouped else [res]
-                        except Exception as exc:  # the task's worker died
-                            results = [_record_crash(run_dir, jid, exc) for jid in jids]
-                        for res in results:
-                            out.append(res)
-                            if progress:
-                                bar.console.print(_describe(res))
-                            bar.advance(task)
+                    for ref in ready:  # ray.get raises when the task's worker died
+                        _collect(
+                            run_dir,
+                            refs.pop(ref),
+                            lambda r=ref: ray.get(r),
+                            grouped,
+                            out,
+                            bar,
+                            task,
+                            progress,
+                        )
         finally:
             if started_here:
                 ray.shutdown()
