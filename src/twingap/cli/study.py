@@ -55,8 +55,9 @@ def study(
     budget: Annotated[
         str | None,
         typer.Option(
-            help="Wall-time budget of this command (30m, 1h, 90s, 1h30m): no job starts after it, nor a "
-            "seed block that would end after it; finished seed blocks count, the rest resumes on a rerun."
+            help="Wall-time budget of this command (30m, 1h, 90s, 1h30m): a run's first seed block always "
+            "finishes (an answer); after it no job starts past the budget, nor a seed block that would end "
+            "after it; finished seed blocks count, the rest resumes on a rerun."
         ),
     ] = None,
     backend: Annotated[
