@@ -584,31 +584,43 @@ def run_job(run_dir: str | Path, job_id: str, log: bool = True) -> dict[str, Any
     """
     run_dir = Path(run_dir)
     jobs_dir = run_dir / "jobs"
-    final = jobs_dir / job_id
-    if (final / "manifest.json").is_file():
+    if (jobs_dir / job_id / "manifest.json").is_file():
         return _skipped(job_id)
     if deadline_passed(run_dir):  # a budgeted study's time is spent: start nothing, resume later
         return _deferred(job_id)
     cfg = load_run_config(run_dir)
-    partial = jobs_dir / f"{job_id}.partial"
-    partial.mkdir(parents=True, exist_ok=True)
-    running = _Running(partial / "RUNNING.json")
-    t_start = time.perf_counter()
+    running, t_start = _running_marker(jobs_dir, job_id), time.perf_counter()
     try:
         with _redirect_output(jobs_dir / f"{job_id}.log" if log else None):
-            _set_threads(cfg)
-            stages = load_stages(cfg.stages)
-            shared = prepare_shared(run_dir, cfg, stages)
-            ctx = JobContext(run_dir, Job.parse(job_id), cfg, stages, shared, partial)
-            done = run_stages(ctx, running.enter)
-            manifest = job_manifest(ctx, done, time.perf_counter() - t_start, running.started)
-            _publish(partial, final, manifest, running)
-            return {"id": job_id, "status": "done", "seconds": manifest["seconds"], "error": None}
+            ctx = _job_context(run_dir, cfg, load_stages(cfg.stages), job_id)
+            return _finish_job(ctx, running, t_start)
     except Exception as exc:
         return _record_failure(jobs_dir, job_id, running, exc, t_start)
     except BaseException:  # interrupted: leave the partial folder to resume, drop the marker
         running.clear()
         raise
+
+
+def _running_marker(jobs_dir: Path, job_id: str) -> _Running:
+    """The ``RUNNING.json`` marker of a job starting now, in its (created) ``.partial`` folder."""
+    partial = jobs_dir / f"{job_id}.partial"
+    partial.mkdir(parents=True, exist_ok=True)
+    return _Running(partial / "RUNNING.json")
+
+
+def _job_context(run_dir: Path, cfg: StudyConfig, stages: Stages, job_id: str) -> JobContext:
+    """A job's context in this process: its thread count set, the study's shared inputs prepared."""
+    _set_threads(cfg)
+    shared = prepare_shared(run_dir, cfg, stages)
+    return JobContext(run_dir, Job.parse(job_id), cfg, stages, shared, run_dir / "jobs" / f"{job_id}.partial")
+
+
+def _finish_job(ctx: JobContext, running: _Running, t_start: float) -> dict[str, Any]:
+    """Run a job's stages not done yet, write its manifest and publish its folder; returns its summary."""
+    done = run_stages(ctx, running.enter)
+    manifest = job_manifest(ctx, done, time.perf_counter() - t_start, running.started)
+    _publish(ctx.partial, ctx.run_dir / "jobs" / ctx.job.id, manifest, running)
+    return {"id": ctx.job.id, "status": "done", "seconds": manifest["seconds"], "error": None}
 
 
 def _record_failure(
@@ -674,15 +686,11 @@ def run_job_group(run_dir: str | Path, job_ids: list[str], log: bool = True) -> 
 
     try:
         for jid in todo:  # the stages before training, job by job
-            partial = jobs_dir / f"{jid}.partial"
-            partial.mkdir(parents=True, exist_ok=True)
-            running, t_start = _Running(partial / "RUNNING.json"), time.perf_counter()
+            running, t_start = _running_marker(jobs_dir, jid), time.perf_counter()
             markers.append(running)
             try:
                 with _redirect_output(job_log(jid)):
-                    _set_threads(cfg)
-                    shared = prepare_shared(run_dir, cfg, stages)
-                    ctx = JobContext(run_dir, Job.parse(jid), cfg, stages, shared, partial)
+                    ctx = _job_context(run_dir, cfg, stages, jid)
                     run_stages(ctx, running.enter, stop="train")
                 open_jobs[jid] = (ctx, running, t_start)
             except Exception as exc:
@@ -713,10 +721,7 @@ def run_job_group(run_dir: str | Path, job_ids: list[str], log: bool = True) -> 
         for jid, (ctx, running, t_start) in list(open_jobs.items()):  # the stages after, job by job
             try:
                 with _redirect_output(job_log(jid)):
-                    done = run_stages(ctx, running.enter)
-                    manifest = job_manifest(ctx, done, time.perf_counter() - t_start, running.started)
-                    _publish(ctx.partial, jobs_dir / jid, manifest, running)
-                out[jid] = {"id": jid, "status": "done", "seconds": manifest["seconds"], "error": None}
+                    out[jid] = _finish_job(ctx, running, t_start)
             except Exception as exc:
                 out[jid] = _record_failure(jobs_dir, jid, running, exc, t_start)
             del open_jobs[jid]

@@ -106,6 +106,7 @@ def train_group(
         raise TwingapError("the members of a training group need the same threads setting")
     results: list[MemberResult | None] = [None] * len(members)
     active: list[_Active] = []
+    opened: list[_Run] = []
     for i, (dataset_dir, run_dir, config, resume) in enumerate(members):
         run_dir = Path(run_dir)
         try:
@@ -116,56 +117,60 @@ def train_group(
         if isinstance(run, Path):
             results[i] = MemberResult(run_dir, run, "skipped")
             continue
-        device = next(run.state.model.parameters()).device
+        opened.append(run)
+        device = run.batches.device
         run.state.deferred = device.type == "cuda" if defer_sync is None else defer_sync
         stream = None
         if device.type == "cuda":  # its own stream, after the setup's work on the default stream
             stream = torch.cuda.Stream(device)
             stream.wait_stream(torch.cuda.current_stream(device))
-        hooks = _hooks(run.cfg, run_dir, run.d_hash, lambda n=1, **kw: None)
+        # a deferred log is read every RESOLVE_EVERY steps (LossLog), before checkpoints and at the end
+        hooks = _hooks(run.cfg, run_dir, run.d_hash, lambda n=1, **kw: None, flush_every=RESOLVE_EVERY)
         active.append(_Active(i, run, hooks, stream))
 
     def fail(m: _Active, exc: BaseException) -> None:
         results[m.index] = _failed(m.run.run_dir, exc)
         active.remove(m)
 
-    for m in list(active):
-        try:
-            with m.on_stream():
-                for h in m.hooks:
-                    h.before_train(m.run.state)
-        except Exception as exc:
-            fail(m, exc)
-    lo = min((m.run.state.start for m in active), default=0)
-    hi = max((m.run.cfg.iterations for m in active), default=0)
-    t_loop, c_loop = time.perf_counter(), time.process_time()
-    label = f"training {len(active)} models"
-    with _progress(progress and bool(active), hi - lo, label) as advance:
-        for step in range(lo, hi):
-            for m in list(active):
-                state = m.run.state
-                if not state.start <= step < m.run.cfg.iterations:
-                    continue
-                try:
-                    with m.on_stream():
-                        _step(state, m.run.batches, m.hooks, step)
-                        if state.deferred and (step + 1 - state.start) % RESOLVE_EVERY == 0:
-                            state.resolve_log()
-                        if step == m.run.cfg.iterations - 1:
-                            for h in m.hooks:
-                                h.after_train(state)
-                except Exception as exc:
-                    fail(m, exc)
-            advance(1)
-    for m in active:
-        if m.stream is not None:
-            m.stream.synchronize()
-    t_loop, c_loop = time.perf_counter() - t_loop, time.process_time() - c_loop
-    for m in list(active):
-        try:
-            final = _close_run(m.run, t_loop, c_loop, group_size=len(members))
-        except Exception as exc:
-            fail(m, exc)
-            continue
-        results[m.index] = MemberResult(m.run.run_dir, final, "done")
+    try:
+        for m in list(active):
+            try:
+                with m.on_stream():
+                    for h in m.hooks:
+                        h.before_train(m.run.state)
+            except Exception as exc:
+                fail(m, exc)
+        lo = min((m.run.state.start for m in active), default=0)
+        hi = max((m.run.cfg.iterations for m in active), default=0)
+        t_loop, c_loop = time.perf_counter(), time.process_time()
+        label = f"training {len(active)} models"
+        with _progress(progress and bool(active), hi - lo, label) as advance:
+            for step in range(lo, hi):
+                for m in list(active):
+                    state = m.run.state
+                    if not state.start <= step < m.run.cfg.iterations:
+                        continue
+                    try:
+                        with m.on_stream():
+                            _step(state, m.run.batches, m.hooks, step)
+                            if step == m.run.cfg.iterations - 1:
+                                for h in m.hooks:
+                                    h.after_train(state)
+                    except Exception as exc:
+                        fail(m, exc)
+                advance(1)
+        for m in active:
+            if m.stream is not None:
+                m.stream.synchronize()
+        t_loop, c_loop = time.perf_counter() - t_loop, time.process_time() - c_loop
+        for m in list(active):
+            try:
+                final = _close_run(m.run, t_loop, c_loop, group_size=len(members))
+            except Exception as exc:
+                fail(m, exc)
+                continue
+            results[m.index] = MemberResult(m.run.run_dir, final, "done")
+    finally:  # data-loading workers (uncached recipes) of every member that set up
+        for m in opened:
+            m.batches.close()
     return [r for r in results if r is not None]

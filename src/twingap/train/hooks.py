@@ -190,25 +190,20 @@ class LossLog(HookBase):
         """Log the step's losses, learning rate, gradient norm and seconds (or queue them)."""
         out = state.out
         dt = time.perf_counter() - state.step_started
-        if state.deferred:  # the tensors themselves: read later, all at once (TrainState.resolve_log)
-            row = {"step": state.step, "lr": state.lr, "loss": out.loss.detach(), "seconds": dt}
-            row["grad_norm"] = out.grad_norm
-            row.update({k: out.losses[k].detach() for k in LOSS_KEYS if k in out.losses})
-            state.log_rows.append(row)
+        # deferred: the tensors themselves, read later all at once (TrainState.resolve_log)
+        read = (lambda t: t.detach()) if state.deferred else (lambda t: float(t.detach()))
+        row = {"step": state.step, "lr": state.lr, "loss": read(out.loss), "seconds": dt}
+        row["grad_norm"] = out.grad_norm
+        row.update({k: read(out.losses[k]) for k in LOSS_KEYS if k in out.losses})
+        state.log_rows.append(row)
+        if state.deferred:
             state._pending += 1
             if (state.step + 1) % self.flush_every == 0 or state.step + 1 >= state.cfg.iterations:
-                state.resolve_log()
-                self.show(
-                    1, loss=f"{state.log_rows[-1]['loss']:.3f}", img_s=f"{state.cfg.batch_size / dt:.1f}"
-                )
-            else:
-                self.show(1, img_s=f"{state.cfg.batch_size / dt:.1f}")
-            return
-        row = {"step": state.step, "lr": state.lr, "loss": float(out.loss.detach()), "seconds": dt}
-        row["grad_norm"] = out.grad_norm
-        row.update({k: float(out.losses[k].detach()) for k in LOSS_KEYS if k in out.losses})
-        state.log_rows.append(row)
-        self.show(1, loss=f"{row['loss']:.3f}", img_s=f"{state.cfg.batch_size / dt:.1f}")
+                state.resolve_log()  # fills this row (and the pending ones before it) in place
+        shown = {"img_s": f"{state.cfg.batch_size / dt:.1f}"}
+        if not isinstance(row["loss"], torch.Tensor):
+            shown["loss"] = f"{row['loss']:.3f}"
+        self.show(1, **shown)
 
     def after_train(self, state: TrainState) -> None:
         """Write the whole log (resumed steps included) to the CSV file."""
