@@ -283,6 +283,15 @@ def _aggregate(results: list[dict[str, Any] | str]) -> tuple[float, str]:
     return (sum(r["steps_s"] for r in ok) if ok else float("nan")), note
 
 
+def _quick_trainings(
+    args: argparse.Namespace, budget: Budget, root: Path, n: int, extra: list[str], env: dict[str, str]
+) -> tuple[list[dict[str, Any] | str], tuple[float, str]]:
+    """``n`` quick trainings side by side (runs in ``root/<i>``); their results and aggregate steps/s."""
+    procs = [_spawn(args, "quick", ["--run", str(root / f"{i}"), *extra], env) for i in range(n)]
+    res = _collect(procs, budget)
+    return res, _aggregate(res)
+
+
 def _group_rate(res: dict[str, Any]) -> float:
     """Aggregate steps/s of the group path in :func:`group_speed.measure_group_speed`'s result."""
     for key in ("group_steps_per_s",):
@@ -314,11 +323,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     old = float("nan")
     if budget.fits("quick", args.device):
         env = cpu_env if args.device == "cpu" else {"OMP_NUM_THREADS": "1"}
-        runs = args.workdir / "quick"
-        procs = [_spawn(args, "quick", ["--run", str(runs / f"{i}")], env) for i in range(args.jobs)]
-        res = _collect(procs, budget)
+        res, (old, note) = _quick_trainings(args, budget, args.workdir / "quick", args.jobs, [], env)
         report["quick_old"] = res
-        old, note = _aggregate(res)
         rows.append((f"quick old path ({args.jobs} procs, {args.device})", f"{old:.3g} steps/s", "", note))
     else:
         rows.append(("quick old path", "skipped: budget", "", ""))
@@ -343,18 +349,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.device != "cpu":
         if budget.fits("cpu", args.device):
             n = args.cpu_jobs or _cores()
-            procs = [
-                _spawn(
-                    args,
-                    "quick",
-                    ["--run", str(args.workdir / "cpu" / f"{i}"), "--device-override", "cpu"],
-                    cpu_env,
-                )
-                for i in range(n)
-            ]
-            res = _collect(procs, budget)
+            cpu_only = ["--device-override", "cpu"]
+            res, (cpu, note) = _quick_trainings(args, budget, args.workdir / "cpu", n, cpu_only, cpu_env)
             report["quick_cpu"] = res
-            cpu, note = _aggregate(res)
             rows.append((f"quick CPU only ({n} procs x 1 thread)", f"{cpu:.3g} steps/s", "1.00", note))
         else:
             rows.append(("quick CPU only", "skipped: budget", "", ""))

@@ -33,22 +33,16 @@ def test_classifiers_name_the_admitted_versions():
     assert all(f"{v}.0" in spec for v in minors), minors
 
 
+def _make_dry_run(target: str) -> str:
+    """What ``make -n -B TARGET`` would run with Python 3.12 asked for (nothing is run)."""
+    cmd = ["make", "-n", "-B", target, "PYTHON=python3.12", "VENV=.venv312"]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_cycles_venv_stays_on_python_311_whatever_python_is():
-    out = subprocess.run(
-        ["make", "-n", "-B", "setup-cycles", "PYTHON=python3.12", "VENV=.venv312"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    out = _make_dry_run("setup-cycles")
     assert "python3.11 -m venv .venv-cycles" in out
     assert "python3.12" not in out
-    main = subprocess.run(
-        ["make", "-n", "-B", "setup", "PYTHON=python3.12", "VENV=.venv312"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    main = _make_dry_run("setup")
     assert "python3.12 -m venv .venv312" in main  # the package's own venv follows PYTHON

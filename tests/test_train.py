@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.tiny_train import TINY
+from tests.tiny_train import TINY, train_interrupted
 
 from twingap.cli import main
 from twingap.errors import TwingapError
@@ -59,19 +59,9 @@ def test_resume_is_bit_identical(toy, tmp_path, monkeypatch, cached, frozen_bloc
         cfg = cfg.replace(amp_dtype="bfloat16", channels_last=True)
     ref = train(toy, tmp_path / "ref", cfg, progress=False).parent
 
-    real_lr_at = engine.lr_at
-
-    def killed_at_4(c, step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return real_lr_at(c, step)
-
-    monkeypatch.setattr(engine, "lr_at", killed_at_4)
-    with pytest.raises(KeyboardInterrupt):
-        train(toy, tmp_path / "res", cfg, progress=False)
+    train_interrupted(monkeypatch, 4, toy, tmp_path / "res", cfg)
     assert (tmp_path / "res" / "checkpoint.pt").is_file()
     assert not (tmp_path / "res" / "model_final.pt").exists()
-    monkeypatch.setattr(engine, "lr_at", real_lr_at)
     train(toy, tmp_path / "res", cfg, resume=True, progress=False)
     a, b = _state(ref), _state(tmp_path / "res")
     assert a.keys() == b.keys()

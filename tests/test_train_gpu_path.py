@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from tests.tiny_train import TINY as TINY_TRAIN
+from tests.tiny_train import train_interrupted
 
 from twingap.errors import TwingapError
 from twingap.train import engine
@@ -134,17 +135,7 @@ def test_deferred_loss_log_writes_the_same_log(toy, tmp_path, monkeypatch, cache
     assert all(torch.equal(a[k], b[k]) for k in a)
 
     # killed before step 5: the checkpoint after step 3 holds the rows read before it was saved
-    real_lr_at = engine.lr_at
-
-    def killed_at_5(c, step):
-        if step == 5:
-            raise KeyboardInterrupt
-        return real_lr_at(c, step)
-
-    monkeypatch.setattr(engine, "lr_at", killed_at_5)
-    with pytest.raises(KeyboardInterrupt):
-        train(toy, tmp_path / "resumed", cfg, progress=False)
-    monkeypatch.setattr(engine, "lr_at", real_lr_at)
+    train_interrupted(monkeypatch, 5, toy, tmp_path / "resumed", cfg)
     resumed = train(toy, tmp_path / "resumed", cfg, resume=True, progress=False).parent
     assert _log(resumed) == _log(per_step)
 
